@@ -1,0 +1,455 @@
+/*
+ * drive.c - a drive's life: options, mount, serve, stop, free.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include "vdrive_i.h"
+
+#define VD_MAX_IO (1024 * 1024)
+
+void vd_set_error(struct vd_drive *d, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(d->err, sizeof(d->err), fmt, ap);
+	va_end(ap);
+}
+
+const char *vd_drive_error(const struct vd_drive *d)
+{
+	return d ? d->err : "";
+}
+
+void vd_log(const struct vd_drive *d, const char *fmt, ...)
+{
+	va_list ap;
+	char msg[1024];
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "vdrive[%s]: %s\n",
+		d && d->fsname ? d->fsname : "-", msg);
+}
+
+int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
+		 struct vd_drive **out)
+{
+	struct vd_drive *d;
+	int r;
+
+	*out = NULL;
+	if (!ops || op_size == 0)
+		return -EINVAL;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	/* Members the caller's struct did not have read as NULL. */
+	memcpy(&d->ops, ops, op_size < sizeof(d->ops) ? op_size : sizeof(d->ops));
+	d->data = data;
+	d->serialize = !(d->ops.flags & VD_OPS_THREAD_SAFE);
+	d->entry_timeout = 1.0;
+	d->attr_timeout = 1.0;
+	d->negative_timeout = 0.0;
+	d->default_permissions = true;
+	d->kernel_cache = true;
+	d->readdirplus = 2;
+	d->max_io = VD_MAX_IO;
+	d->threads = 4;
+	d->passthrough = true;
+	r = vd_nodes_init(&d->nodes);
+	if (r) {
+		free(d);
+		return r;
+	}
+	pthread_rwlock_init(&d->forget_lock, NULL);
+	pthread_mutex_init(&d->serial, NULL);
+	pthread_mutex_init(&d->state_lock, NULL);
+	*out = d;
+	return 0;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+	if (!v || !strcmp(v, "yes") || !strcmp(v, "1") || !strcmp(v, "on")) {
+		*out = true;
+		return 0;
+	}
+	if (!strcmp(v, "no") || !strcmp(v, "0") || !strcmp(v, "off")) {
+		*out = false;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int parse_double(const char *v, double *out)
+{
+	char *end;
+
+	if (!v || !*v)
+		return -EINVAL;
+	errno = 0;
+	*out = strtod(v, &end);
+	if (errno || *end || *out < 0)
+		return -EINVAL;
+	return 0;
+}
+
+static int parse_uint(const char *v, unsigned long max, unsigned int *out)
+{
+	char *end;
+	unsigned long n;
+
+	if (!v || !*v || *v == '-')
+		return -EINVAL;
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || *end || n == 0 || n > max)
+		return -EINVAL;
+	*out = (unsigned int)n;
+	return 0;
+}
+
+static int set_string(char **dst, const char *v)
+{
+	char *s;
+
+	if (!v || !*v || strchr(v, ','))
+		return -EINVAL;
+	s = strdup(v);
+	if (!s)
+		return -ENOMEM;
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+/* One "key" or "key=value" option. */
+static int set_option(struct vd_drive *d, char *key)
+{
+	char *v = strchr(key, '=');
+	bool b;
+	int r;
+
+	if (v)
+		*v++ = '\0';
+	if (!strcmp(key, "ro") || !strcmp(key, "allow_other") ||
+	    !strcmp(key, "kernel_cache") || !strcmp(key, "direct_io") ||
+	    !strcmp(key, "writeback_cache") ||
+	    !strcmp(key, "default_permissions") ||
+	    !strcmp(key, "passthrough")) {
+		r = parse_bool(v, &b);
+		if (r)
+			goto bad;
+		if (!strcmp(key, "ro"))
+			d->ro = b;
+		else if (!strcmp(key, "allow_other"))
+			d->allow_other = b;
+		else if (!strcmp(key, "kernel_cache"))
+			d->kernel_cache = b;
+		else if (!strcmp(key, "direct_io"))
+			d->direct_io = b;
+		else if (!strcmp(key, "writeback_cache"))
+			d->writeback_cache = b;
+		else if (!strcmp(key, "default_permissions"))
+			d->default_permissions = b;
+		else
+			d->passthrough = b;
+		return 0;
+	}
+	if (!strcmp(key, "rw") && !v) {
+		d->ro = false;
+		return 0;
+	}
+	if (!strcmp(key, "no_perm_check") && !v) {
+		d->default_permissions = false;
+		return 0;
+	}
+	if (!strcmp(key, "entry_timeout"))
+		r = parse_double(v, &d->entry_timeout);
+	else if (!strcmp(key, "attr_timeout"))
+		r = parse_double(v, &d->attr_timeout);
+	else if (!strcmp(key, "negative_timeout"))
+		r = parse_double(v, &d->negative_timeout);
+	else if (!strcmp(key, "max_io"))
+		r = parse_uint(v, VD_MAX_IO, &d->max_io);
+	else if (!strcmp(key, "threads"))
+		r = parse_uint(v, 256, &d->threads);
+	else if (!strcmp(key, "fsname"))
+		r = set_string(&d->fsname, v);
+	else if (!strcmp(key, "subtype"))
+		r = set_string(&d->subtype, v);
+	else if (!strcmp(key, "readdirplus")) {
+		r = 0;
+		if (v && !strcmp(v, "auto"))
+			d->readdirplus = 2;
+		else if (parse_bool(v, &b) == 0)
+			d->readdirplus = b;
+		else
+			r = -EINVAL;
+	} else {
+		vd_set_error(d, "unknown option '%s'", key);
+		return -EINVAL;
+	}
+	if (r == 0)
+		return 0;
+bad:
+	vd_set_error(d, "bad value for option '%s': '%s'", key, v ? v : "");
+	return -EINVAL;
+}
+
+int vd_drive_set_options(struct vd_drive *d, const char *opts)
+{
+	char *copy, *tok, *save = NULL;
+	int r = 0;
+
+	if (!d || !opts)
+		return -EINVAL;
+	if (d->se) {
+		vd_set_error(d, "options must be set before mounting");
+		return -EBUSY;
+	}
+	copy = strdup(opts);
+	if (!copy)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		r = set_option(d, tok);
+		if (r)
+			break;
+	}
+	free(copy);
+	return r;
+}
+
+int vd_drive_mount(struct vd_drive *d, const char *mountpoint)
+{
+	char opts[1024];
+	char *argv[4];
+	struct fuse_args args;
+	int r;
+
+	if (!d || !mountpoint)
+		return -EINVAL;
+	if (d->se) {
+		vd_set_error(d, "already mounted at %s", d->mountpoint);
+		return -EBUSY;
+	}
+	snprintf(opts, sizeof(opts), "fsname=%s,subtype=%s%s%s%s",
+		 d->fsname ? d->fsname : "vdrive",
+		 d->subtype ? d->subtype : "vdrive",
+		 d->default_permissions ? ",default_permissions" : "",
+		 d->allow_other ? ",allow_other" : "", d->ro ? ",ro" : "");
+	argv[0] = "vdrive";
+	argv[1] = "-o";
+	argv[2] = opts;
+	argv[3] = NULL;
+	args = (struct fuse_args)FUSE_ARGS_INIT(3, argv);
+	d->se = fuse_session_new(&args, &vd_fuse_ops, sizeof(vd_fuse_ops), d);
+	if (!d->se) {
+		vd_set_error(d, "cannot create a FUSE session");
+		return -EIO;
+	}
+	d->mountpoint = strdup(mountpoint);
+	if (!d->mountpoint) {
+		r = -ENOMEM;
+		goto out_err;
+	}
+	if (strncmp(mountpoint, "/dev/fd/", 8) != 0) {
+		/* libfuse's own message is vague: say which check failed. */
+		if (access("/dev/fuse", R_OK | W_OK) != 0) {
+			r = -errno;
+			vd_set_error(d, "cannot open /dev/fuse: %s", strerror(errno));
+			goto out_err;
+		}
+		struct stat st;
+		if (stat(mountpoint, &st) != 0) {
+			r = -errno;
+			vd_set_error(d, "mount point %s: %s", mountpoint,
+				     strerror(errno));
+			goto out_err;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			r = -ENOTDIR;
+			vd_set_error(d, "mount point %s is not a folder",
+				     mountpoint);
+			goto out_err;
+		}
+	}
+	if (fuse_session_mount(d->se, mountpoint) != 0) {
+		r = -EPERM;
+		vd_set_error(d, "cannot mount at %s (not permitted, or no FUSE)",
+			     mountpoint);
+		goto out_err;
+	}
+	d->mounted = true;
+	return 0;
+
+out_err:
+	fuse_session_destroy(d->se);
+	d->se = NULL;
+	free(d->mountpoint);
+	d->mountpoint = NULL;
+	return r;
+}
+
+const char *vd_drive_mountpoint(const struct vd_drive *d)
+{
+	return d ? d->mountpoint : NULL;
+}
+
+static void unmount_once(struct vd_drive *d)
+{
+	pthread_mutex_lock(&d->state_lock);
+	if (d->mounted) {
+		d->mounted = false;
+		fuse_session_unmount(d->se);
+	}
+	pthread_mutex_unlock(&d->state_lock);
+}
+
+int vd_drive_serve(struct vd_drive *d, int handle_signals)
+{
+	struct fuse_loop_config *cfg;
+	int r;
+
+	if (!d || !d->se)
+		return -EINVAL;
+	if (handle_signals && fuse_set_signal_handlers(d->se) != 0)
+		return -EIO;
+	cfg = fuse_loop_cfg_create();
+	if (!cfg) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* Keep idle workers around: libfuse 3.14 otherwise starts and ends
+	 * threads on every burst of requests. */
+	fuse_loop_cfg_set_idle_threads(cfg, d->threads);
+	fuse_loop_cfg_set_max_threads(cfg, d->threads);
+	fuse_loop_cfg_set_clone_fd(cfg, 1);
+	r = fuse_session_loop_mt(d->se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	if (r > 0)
+		r = 0; /* ended by a signal */
+out:
+	if (handle_signals)
+		fuse_remove_signal_handlers(d->se);
+	unmount_once(d);
+	return r;
+}
+
+static void *serve_thread(void *arg)
+{
+	struct vd_drive *d = arg;
+
+	vd_drive_serve(d, 0);
+	return NULL;
+}
+
+int vd_drive_start(struct vd_drive *d)
+{
+	int r;
+
+	if (!d || !d->se)
+		return -EINVAL;
+	if (d->thread_started)
+		return -EBUSY;
+	r = pthread_create(&d->thread, NULL, serve_thread, d);
+	if (r)
+		return -r;
+	d->thread_started = true;
+	return 0;
+}
+
+int vd_drive_stop(struct vd_drive *d)
+{
+	if (!d || !d->se)
+		return -EINVAL;
+	fuse_session_exit(d->se);
+	/* Workers sleep in read(2) on the device: unmounting wakes them. */
+	unmount_once(d);
+	if (d->thread_started) {
+		pthread_join(d->thread, NULL);
+		d->thread_started = false;
+	}
+	return 0;
+}
+
+void vd_drive_free(struct vd_drive *d)
+{
+	if (!d)
+		return;
+	if (d->se) {
+		vd_drive_stop(d);
+		fuse_session_destroy(d->se);
+	}
+	if (d->ops.destroy)
+		d->ops.destroy(d->data);
+	vd_nodes_fini(&d->nodes);
+	pthread_rwlock_destroy(&d->forget_lock);
+	pthread_mutex_destroy(&d->serial);
+	pthread_mutex_destroy(&d->state_lock);
+	free(d->mountpoint);
+	free(d->fsname);
+	free(d->subtype);
+	free(d);
+}
+
+int vd_drive_invalidate_node(struct vd_drive *d, vd_node_t node, off_t off,
+			     off_t len)
+{
+	fuse_ino_t ino;
+
+	if (!d || !d->se)
+		return -EINVAL;
+	ino = vd_nodes_ino(&d->nodes, node);
+	if (!ino)
+		return -ENOENT;
+	return fuse_lowlevel_notify_inval_inode(d->se, ino, off, len);
+}
+
+int vd_drive_invalidate_entry(struct vd_drive *d, vd_node_t parent,
+			      const char *name)
+{
+	fuse_ino_t ino;
+
+	if (!d || !d->se || !name)
+		return -EINVAL;
+	ino = vd_nodes_ino(&d->nodes, parent);
+	if (!ino)
+		return -ENOENT;
+	return fuse_lowlevel_notify_inval_entry(d->se, ino, name, strlen(name));
+}
+
+uint64_t vd_ctx_mntns(const struct vd_ctx *ctx)
+{
+	struct vd_ctx *c = (struct vd_ctx *)ctx; /* a cache, not a change */
+	char path[64];
+	struct stat st;
+
+	if (c->mntns_cache_)
+		return c->mntns_cache_;
+	if (c->pid <= 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)c->pid);
+	if (stat(path, &st) != 0)
+		return 0;
+	c->mntns_cache_ = (uint64_t)st.st_ino;
+	return c->mntns_cache_;
+}
+
+int vd_ctx_groups(const struct vd_ctx *ctx, gid_t *list, int n)
+{
+	if (!ctx->req_)
+		return -EINVAL;
+	return fuse_req_getgroups((fuse_req_t)ctx->req_, n, list);
+}

@@ -1,0 +1,968 @@
+/*
+ * ops.c - FUSE low-level requests turned into vd_ops calls.
+ *
+ * Each handler builds a vd_ctx, maps nodeids to source nodes, calls the
+ * source (under the serial lock when it is not thread-safe), counts the
+ * references it hands to the kernel, and replies.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+#include <time.h>
+
+#include "vdrive_i.h"
+
+#define DRIVE(req) ((struct vd_drive *)fuse_req_userdata(req))
+#define NODE(d, ino) (vd_nodes_get(&(d)->nodes, (ino))->node)
+
+/* Run one source call, serialised when the source asked for it. */
+#define CALL(d, expr)                                         \
+	({                                                    \
+		if ((d)->serialize)                           \
+			pthread_mutex_lock(&(d)->serial);     \
+		__typeof__(expr) r_ = (expr);                 \
+		if ((d)->serialize)                           \
+			pthread_mutex_unlock(&(d)->serial);   \
+		r_;                                           \
+	})
+
+static void mkctx(struct vd_ctx *c, fuse_req_t req)
+{
+	const struct fuse_ctx *fc = fuse_req_ctx(req);
+	struct vd_drive *d = DRIVE(req);
+
+	c->pid = fc->pid;
+	c->uid = fc->uid;
+	c->gid = fc->gid;
+	c->umask = fc->umask;
+	c->drive = d;
+	c->data = d->data;
+	c->mntns_cache_ = 0;
+	c->req_ = req;
+}
+
+static void from_fi(struct vd_file *vf, const struct fuse_file_info *fi)
+{
+	memset(vf, 0, sizeof(*vf));
+	vf->backing_fd = -1;
+	if (!fi)
+		return;
+	vf->flags = fi->flags;
+	vf->fh = fi->fh;
+	vf->writepage = fi->writepage;
+	vf->lock_owner = fi->lock_owner;
+}
+
+static void to_fi(struct fuse_file_info *fi, const struct vd_file *vf)
+{
+	fi->fh = vf->fh;
+	fi->direct_io = vf->direct_io;
+	fi->keep_cache = vf->keep_cache;
+	fi->nonseekable = vf->nonseekable;
+	fi->cache_readdir = vf->cache_readdir;
+}
+
+/* Hand node to the kernel as a new entry reference and reply. */
+static void reply_entry(fuse_req_t req, struct vd_drive *d, vd_node_t node,
+			struct stat *st, struct fuse_file_info *fi)
+{
+	struct fuse_entry_param e;
+	struct vd_entry *ent;
+
+	memset(&e, 0, sizeof(e));
+	if (st->st_ino == 0)
+		st->st_ino = node;
+	ent = vd_nodes_ref(&d->nodes, node);
+	if (!ent) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	e.ino = ent == &d->nodes.root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)ent;
+	e.generation = 1;
+	e.attr = *st;
+	e.attr_timeout = d->attr_timeout;
+	e.entry_timeout = d->entry_timeout;
+	if (fi) {
+		if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+			/* The opener was interrupted: nothing holds the ref. */
+			vd_nodes_unref(&d->nodes, ent, 1);
+		}
+	} else if (fuse_reply_entry(req, &e) == -ENOENT) {
+		vd_nodes_unref(&d->nodes, ent, 1);
+	}
+}
+
+static void reply_attr(fuse_req_t req, struct vd_drive *d, vd_node_t node,
+		       struct stat *st)
+{
+	if (st->st_ino == 0)
+		st->st_ino = node;
+	fuse_reply_attr(req, st, d->attr_timeout);
+}
+
+static void vd_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct vd_drive *d = userdata;
+
+	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV; /* the kernel clears suid */
+	if (d->writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	if (d->readdirplus == 0) {
+		conn->want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
+	} else if (d->readdirplus == 1) {
+		conn->want |= FUSE_CAP_READDIRPLUS;
+		conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	}
+	if (d->default_permissions && d->ops.getxattr && d->ops.setxattr &&
+	    (conn->capable & FUSE_CAP_POSIX_ACL))
+		conn->want |= FUSE_CAP_POSIX_ACL;
+	if (!d->serialize && (conn->capable & FUSE_CAP_PARALLEL_DIROPS))
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+#ifdef FUSE_CAP_PASSTHROUGH
+	if (d->passthrough && !d->writeback_cache &&
+	    (conn->capable & FUSE_CAP_PASSTHROUGH)) {
+		conn->want |= FUSE_CAP_PASSTHROUGH;
+		d->passthrough_ok = true;
+	}
+#endif
+	conn->max_write = d->max_io;
+	conn->max_readahead = d->max_io;
+	conn->time_gran = 1;
+}
+
+static void vd_destroy(void *userdata)
+{
+	(void)userdata;
+}
+
+static void vd_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct stat st;
+	vd_node_t node = 0;
+	int r;
+
+	if (!d->ops.lookup) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	mkctx(&c, req);
+	memset(&st, 0, sizeof(st));
+	pthread_rwlock_rdlock(&d->forget_lock);
+	r = CALL(d, d->ops.lookup(&c, NODE(d, parent), name, &node, &st));
+	if (r == 0) {
+		reply_entry(req, d, node, &st, NULL);
+	} else if (r == -ENOENT && d->negative_timeout > 0) {
+		struct fuse_entry_param e;
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = d->negative_timeout;
+		fuse_reply_entry(req, &e);
+	} else {
+		fuse_reply_err(req, -r);
+	}
+	pthread_rwlock_unlock(&d->forget_lock);
+}
+
+static void forget_one(struct vd_drive *d, fuse_ino_t ino, uint64_t n)
+{
+	struct vd_entry *e = vd_nodes_get(&d->nodes, ino);
+	vd_node_t node = e->node;
+
+	if (vd_nodes_unref(&d->nodes, e, n) && d->ops.forget)
+		CALL(d, (d->ops.forget(d->data, node), 0));
+}
+
+static void vd_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct vd_drive *d = DRIVE(req);
+
+	pthread_rwlock_wrlock(&d->forget_lock);
+	forget_one(d, ino, nlookup);
+	pthread_rwlock_unlock(&d->forget_lock);
+	fuse_reply_none(req);
+}
+
+static void vd_forget_multi(fuse_req_t req, size_t count,
+			    struct fuse_forget_data *forgets)
+{
+	struct vd_drive *d = DRIVE(req);
+
+	pthread_rwlock_wrlock(&d->forget_lock);
+	for (size_t i = 0; i < count; i++)
+		forget_one(d, forgets[i].ino, forgets[i].nlookup);
+	pthread_rwlock_unlock(&d->forget_lock);
+	fuse_reply_none(req);
+}
+
+static void vd_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct vd_file vf;
+	struct stat st;
+	vd_node_t node = NODE(d, ino);
+	int r;
+
+	if (!d->ops.getattr) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	mkctx(&c, req);
+	from_fi(&vf, fi);
+	memset(&st, 0, sizeof(st));
+	r = CALL(d, d->ops.getattr(&c, node, fi ? &vf : NULL, &st));
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		reply_attr(req, d, node, &st);
+}
+
+static void vd_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct vd_file vf;
+	struct stat st = *attr;
+	vd_node_t node = NODE(d, ino);
+	int set = 0;
+	struct timespec now;
+	int r;
+
+	if (!d->ops.setattr) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (to_set & FUSE_SET_ATTR_MODE)
+		set |= VD_SET_MODE;
+	if (to_set & FUSE_SET_ATTR_UID)
+		set |= VD_SET_UID;
+	if (to_set & FUSE_SET_ATTR_GID)
+		set |= VD_SET_GID;
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		set |= VD_SET_SIZE;
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+		st.st_atim = now;
+		set |= VD_SET_ATIME;
+	} else if (to_set & FUSE_SET_ATTR_ATIME) {
+		set |= VD_SET_ATIME;
+	}
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+		st.st_mtim = now;
+		set |= VD_SET_MTIME;
+	} else if (to_set & FUSE_SET_ATTR_MTIME) {
+		set |= VD_SET_MTIME;
+	}
+	if (to_set & FUSE_SET_ATTR_CTIME)
+		set |= VD_SET_CTIME;
+	mkctx(&c, req);
+	from_fi(&vf, fi);
+	r = CALL(d, d->ops.setattr(&c, node, &st, set, fi ? &vf : NULL));
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		reply_attr(req, d, node, &st);
+}
+
+static void vd_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	char buf[PATH_MAX + 1];
+	int r;
+
+	if (!d->ops.readlink) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	mkctx(&c, req);
+	buf[0] = '\0';
+	r = CALL(d, d->ops.readlink(&c, NODE(d, ino), buf, sizeof(buf)));
+	buf[sizeof(buf) - 1] = '\0';
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_readlink(req, buf);
+}
+
+/* mknod, mkdir and symlink share their tail: count the new node. */
+static void new_node_done(fuse_req_t req, struct vd_drive *d, int r,
+			  vd_node_t node, struct stat *st)
+{
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		reply_entry(req, d, node, st, NULL);
+	pthread_rwlock_unlock(&d->forget_lock);
+}
+
+static void vd_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct stat st;
+	vd_node_t node = 0;
+	int r;
+
+	if (!d->ops.mknod) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	mkctx(&c, req);
+	memset(&st, 0, sizeof(st));
+	pthread_rwlock_rdlock(&d->forget_lock);
+	r = CALL(d, d->ops.mknod(&c, NODE(d, parent), name, mode, rdev, &node,
+				 &st));
+	new_node_done(req, d, r, node, &st);
+}
+
+static void vd_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct stat st;
+	vd_node_t node = 0;
+	int r;
+
+	if (!d->ops.mkdir) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	mkctx(&c, req);
+	memset(&st, 0, sizeof(st));
+	pthread_rwlock_rdlock(&d->forget_lock);
+	r = CALL(d, d->ops.mkdir(&c, NODE(d, parent), name, mode | S_IFDIR,
+				 &node, &st));
+	new_node_done(req, d, r, node, &st);
+}
+
+static void vd_symlink(fuse_req_t req, const char *target, fuse_ino_t parent,
+		       const char *name)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct stat st;
+	vd_node_t node = 0;
+	int r;
+
+	if (!d->ops.symlink) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	mkctx(&c, req);
+	memset(&st, 0, sizeof(st));
+	pthread_rwlock_rdlock(&d->forget_lock);
+	r = CALL(d, d->ops.symlink(&c, target, NODE(d, parent), name, &node,
+				   &st));
+	new_node_done(req, d, r, node, &st);
+}
+
+static void vd_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct stat st;
+	vd_node_t node = NODE(d, ino);
+	int r;
+
+	if (!d->ops.link) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	mkctx(&c, req);
+	memset(&st, 0, sizeof(st));
+	pthread_rwlock_rdlock(&d->forget_lock);
+	r = CALL(d, d->ops.link(&c, node, NODE(d, newparent), newname, &st));
+	new_node_done(req, d, r, node, &st);
+}
+
+/* unlink and rmdir: no reply data. */
+static void vd_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	int r = -ENOSYS;
+
+	mkctx(&c, req);
+	if (d->ops.unlink)
+		r = CALL(d, d->ops.unlink(&c, NODE(d, parent), name));
+	fuse_reply_err(req, -r);
+}
+
+static void vd_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	int r = -ENOSYS;
+
+	mkctx(&c, req);
+	if (d->ops.rmdir)
+		r = CALL(d, d->ops.rmdir(&c, NODE(d, parent), name));
+	fuse_reply_err(req, -r);
+}
+
+static void vd_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	int r = -ENOSYS;
+
+	mkctx(&c, req);
+	if (d->ops.rename)
+		r = CALL(d, d->ops.rename(&c, NODE(d, parent), name,
+					  NODE(d, newparent), newname, flags));
+	fuse_reply_err(req, -r);
+}
+
+#ifdef FUSE_CAP_PASSTHROUGH
+/* Register the source's backing file with the kernel for this open. */
+static void set_backing(fuse_req_t req, struct vd_drive *d,
+			struct fuse_file_info *fi, const struct vd_file *vf)
+{
+	int id;
+
+	if (!d->passthrough_ok || vf->backing_fd < 0 || vf->direct_io)
+		return;
+	id = fuse_passthrough_open(req, vf->backing_fd);
+	if (id > 0) {
+		fi->backing_id = id;
+		fi->keep_cache = 0;
+	}
+}
+
+static void put_backing(fuse_req_t req, struct fuse_file_info *fi)
+{
+	if (fi->backing_id > 0)
+		fuse_passthrough_close(req, fi->backing_id);
+}
+#else
+#define set_backing(req, d, fi, vf) ((void)(vf))
+#define put_backing(req, fi) ((void)(fi))
+#endif
+
+static void vd_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct vd_file vf;
+	int r = 0;
+
+	mkctx(&c, req);
+	from_fi(&vf, fi);
+	vf.keep_cache = d->kernel_cache;
+	vf.direct_io = d->direct_io;
+	if (d->ops.open)
+		r = CALL(d, d->ops.open(&c, NODE(d, ino), &vf));
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	to_fi(fi, &vf);
+	set_backing(req, d, fi, &vf);
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		/* Interrupted opener: nobody will release this open. */
+		if (d->ops.release)
+			CALL(d, d->ops.release(&c, NODE(d, ino), &vf));
+	}
+}
+
+static void vd_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct vd_file vf;
+	struct stat st;
+	vd_node_t node = 0;
+	int r;
+
+	mkctx(&c, req);
+	from_fi(&vf, fi);
+	vf.keep_cache = d->kernel_cache;
+	vf.direct_io = d->direct_io;
+	memset(&st, 0, sizeof(st));
+	pthread_rwlock_rdlock(&d->forget_lock);
+	if (d->ops.create) {
+		r = CALL(d, d->ops.create(&c, NODE(d, parent), name, mode, &vf,
+					  &node, &st));
+	} else if (d->ops.mknod) {
+		r = CALL(d, d->ops.mknod(&c, NODE(d, parent), name, mode, 0,
+					 &node, &st));
+		if (r == 0 && d->ops.open)
+			r = CALL(d, d->ops.open(&c, node, &vf));
+	} else {
+		r = -ENOSYS;
+	}
+	if (r) {
+		fuse_reply_err(req, -r);
+	} else {
+		to_fi(fi, &vf);
+		set_backing(req, d, fi, &vf);
+		reply_entry(req, d, node, &st, fi);
+	}
+	pthread_rwlock_unlock(&d->forget_lock);
+}
+
+static void vd_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct vd_file vf;
+	char *buf;
+	int r;
+
+	if (!d->ops.read) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	mkctx(&c, req);
+	from_fi(&vf, fi);
+	r = CALL(d, d->ops.read(&c, NODE(d, ino), &vf, buf, size, off));
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_buf(req, buf, (size_t)r > size ? size : (size_t)r);
+	free(buf);
+}
+
+static void vd_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		     size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct vd_file vf;
+	int r;
+
+	if (!d->ops.write) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	mkctx(&c, req);
+	from_fi(&vf, fi);
+	r = CALL(d, d->ops.write(&c, NODE(d, ino), &vf, buf, size, off));
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_write(req, (size_t)r);
+}
+
+static void vd_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct vd_file vf;
+	int r = -ENOSYS;
+
+	mkctx(&c, req);
+	from_fi(&vf, fi);
+	if (d->ops.flush)
+		r = CALL(d, d->ops.flush(&c, NODE(d, ino), &vf));
+	fuse_reply_err(req, -r);
+}
+
+static void vd_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct vd_file vf;
+
+	mkctx(&c, req);
+	from_fi(&vf, fi);
+	put_backing(req, fi);
+	if (d->ops.release)
+		CALL(d, d->ops.release(&c, NODE(d, ino), &vf));
+	fuse_reply_err(req, 0);
+}
+
+static void vd_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct vd_file vf;
+	int r = 0;
+
+	mkctx(&c, req);
+	from_fi(&vf, fi);
+	if (d->ops.fsync)
+		r = CALL(d, d->ops.fsync(&c, NODE(d, ino), datasync, &vf));
+	fuse_reply_err(req, -r);
+}
+
+static void vd_opendir(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct vd_file vf;
+	int r = 0;
+
+	mkctx(&c, req);
+	from_fi(&vf, fi);
+	if (d->ops.opendir)
+		r = CALL(d, d->ops.opendir(&c, NODE(d, ino), &vf));
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	to_fi(fi, &vf);
+	if (fuse_reply_open(req, fi) == -ENOENT && d->ops.releasedir)
+		CALL(d, d->ops.releasedir(&c, NODE(d, ino), &vf));
+}
+
+struct dirbuf {
+	fuse_req_t req;
+	struct vd_drive *d;
+	char *buf;
+	size_t size, pos;
+	bool plus;
+};
+
+static int is_dot(const char *name)
+{
+	return name[0] == '.' &&
+	       (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
+}
+
+static int fill(void *arg, const char *name, vd_node_t node,
+		const struct stat *st, off_t next)
+{
+	struct dirbuf *b = arg;
+	size_t room = b->size - b->pos, need;
+	struct stat s = *st;
+
+	if (s.st_ino == 0)
+		s.st_ino = node;
+	if (!b->plus) {
+		need = fuse_add_direntry(b->req, b->buf + b->pos, room, name, &s,
+					 next);
+		if (need > room)
+			return 1;
+		b->pos += need;
+		return 0;
+	}
+
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.attr = s;
+	need = fuse_add_direntry_plus(b->req, NULL, 0, name, &e, next);
+	if (need > room)
+		return 1;
+	if (node && !is_dot(name)) {
+		struct vd_entry *ent = vd_nodes_ref(&b->d->nodes, node);
+		if (ent) {
+			e.ino = ent == &b->d->nodes.root ?
+					FUSE_ROOT_ID :
+					(fuse_ino_t)(uintptr_t)ent;
+			e.generation = 1;
+			e.attr_timeout = b->d->attr_timeout;
+			e.entry_timeout = b->d->entry_timeout;
+		}
+	}
+	fuse_add_direntry_plus(b->req, b->buf + b->pos, room, name, &e, next);
+	b->pos += need;
+	return 0;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, bool plus)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct vd_file vf;
+	struct dirbuf b = { .req = req, .d = d, .size = size, .plus = plus };
+	int r;
+
+	if (!d->ops.readdir) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	b.buf = malloc(size ? size : 1);
+	if (!b.buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	mkctx(&c, req);
+	from_fi(&vf, fi);
+	if (plus)
+		pthread_rwlock_rdlock(&d->forget_lock);
+	r = CALL(d, d->ops.readdir(&c, NODE(d, ino), &vf, off, fill, &b));
+	/* An error after entries were added would leak their references:
+	 * send what was gathered instead. */
+	if (r && b.pos == 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_buf(req, b.buf, b.pos);
+	if (plus)
+		pthread_rwlock_unlock(&d->forget_lock);
+	free(b.buf);
+}
+
+static void vd_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, false);
+}
+
+static void vd_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			   off_t off, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, true);
+}
+
+static void vd_releasedir(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct vd_file vf;
+
+	mkctx(&c, req);
+	from_fi(&vf, fi);
+	if (d->ops.releasedir)
+		CALL(d, d->ops.releasedir(&c, NODE(d, ino), &vf));
+	fuse_reply_err(req, 0);
+}
+
+static void vd_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			struct fuse_file_info *fi)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct vd_file vf;
+	int r = 0;
+
+	mkctx(&c, req);
+	from_fi(&vf, fi);
+	if (d->ops.fsyncdir)
+		r = CALL(d, d->ops.fsyncdir(&c, NODE(d, ino), datasync, &vf));
+	fuse_reply_err(req, -r);
+}
+
+static void vd_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct statvfs st;
+	int r = 0;
+
+	mkctx(&c, req);
+	memset(&st, 0, sizeof(st));
+	st.f_bsize = 4096;
+	st.f_frsize = 4096;
+	st.f_namemax = 255;
+	if (d->ops.statfs)
+		r = CALL(d, d->ops.statfs(&c, NODE(d, ino), &st));
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_statfs(req, &st);
+}
+
+static void vd_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	int r = -EOPNOTSUPP;
+
+	mkctx(&c, req);
+	if (d->ops.setxattr)
+		r = CALL(d, d->ops.setxattr(&c, NODE(d, ino), name, value, size,
+					    flags));
+	fuse_reply_err(req, -r);
+}
+
+/* getxattr and listxattr share the size-probe protocol. */
+static void reply_xattr(fuse_req_t req, int r, char *buf, size_t size)
+{
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)r);
+	else if ((size_t)r > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, buf, (size_t)r);
+}
+
+static void vd_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	char *buf = NULL;
+	int r;
+
+	if (!d->ops.getxattr) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	if (size && !(buf = malloc(size))) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	mkctx(&c, req);
+	r = CALL(d, d->ops.getxattr(&c, NODE(d, ino), name, buf, size));
+	reply_xattr(req, r, buf, size);
+	free(buf);
+}
+
+static void vd_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	char *buf = NULL;
+	int r;
+
+	if (!d->ops.listxattr) {
+		/* No xattrs at all is a valid, empty answer. */
+		if (size == 0)
+			fuse_reply_xattr(req, 0);
+		else
+			fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (size && !(buf = malloc(size))) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	mkctx(&c, req);
+	r = CALL(d, d->ops.listxattr(&c, NODE(d, ino), buf, size));
+	reply_xattr(req, r, buf, size);
+	free(buf);
+}
+
+static void vd_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	int r = -EOPNOTSUPP;
+
+	mkctx(&c, req);
+	if (d->ops.removexattr)
+		r = CALL(d, d->ops.removexattr(&c, NODE(d, ino), name));
+	fuse_reply_err(req, -r);
+}
+
+static void vd_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
+			 off_t offset, off_t length, struct fuse_file_info *fi)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct vd_file vf;
+	int r = -EOPNOTSUPP;
+
+	mkctx(&c, req);
+	from_fi(&vf, fi);
+	if (d->ops.fallocate)
+		r = CALL(d, d->ops.fallocate(&c, NODE(d, ino), &vf, mode, offset,
+					     length));
+	fuse_reply_err(req, -r);
+}
+
+static void vd_copy_file_range(fuse_req_t req, fuse_ino_t ino_in,
+			       off_t off_in, struct fuse_file_info *fi_in,
+			       fuse_ino_t ino_out, off_t off_out,
+			       struct fuse_file_info *fi_out, size_t len,
+			       int flags)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct vd_file vin, vout;
+	int64_t r;
+
+	if (!d->ops.copy_file_range) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	mkctx(&c, req);
+	from_fi(&vin, fi_in);
+	from_fi(&vout, fi_out);
+	r = CALL(d, d->ops.copy_file_range(&c, NODE(d, ino_in), &vin, off_in,
+					   NODE(d, ino_out), &vout, off_out,
+					   len, flags));
+	if (r < 0)
+		fuse_reply_err(req, (int)-r);
+	else
+		fuse_reply_write(req, (size_t)r);
+}
+
+static void vd_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct vd_file vf;
+	int64_t r;
+
+	if (!d->ops.lseek) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	mkctx(&c, req);
+	from_fi(&vf, fi);
+	r = CALL(d, d->ops.lseek(&c, NODE(d, ino), &vf, off, whence));
+	if (r < 0)
+		fuse_reply_err(req, (int)-r);
+	else
+		fuse_reply_lseek(req, r);
+}
+
+const struct fuse_lowlevel_ops vd_fuse_ops = {
+	.init = vd_init,
+	.destroy = vd_destroy,
+	.lookup = vd_lookup,
+	.forget = vd_forget,
+	.forget_multi = vd_forget_multi,
+	.getattr = vd_getattr,
+	.setattr = vd_setattr,
+	.readlink = vd_readlink,
+	.mknod = vd_mknod,
+	.mkdir = vd_mkdir,
+	.unlink = vd_unlink,
+	.rmdir = vd_rmdir,
+	.symlink = vd_symlink,
+	.rename = vd_rename,
+	.link = vd_link,
+	.open = vd_open,
+	.read = vd_read,
+	.write = vd_write,
+	.flush = vd_flush,
+	.release = vd_release,
+	.fsync = vd_fsync,
+	.opendir = vd_opendir,
+	.readdir = vd_readdir,
+	.readdirplus = vd_readdirplus,
+	.releasedir = vd_releasedir,
+	.fsyncdir = vd_fsyncdir,
+	.statfs = vd_statfs,
+	.setxattr = vd_setxattr,
+	.getxattr = vd_getxattr,
+	.listxattr = vd_listxattr,
+	.removexattr = vd_removexattr,
+	.create = vd_create,
+	.fallocate = vd_fallocate,
+	.copy_file_range = vd_copy_file_range,
+	.lseek = vd_lseek,
+};

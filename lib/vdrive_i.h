@@ -1,0 +1,80 @@
+/*
+ * vdrive_i.h - libvdrive internals. Nothing outside lib/ includes this.
+ */
+#ifndef VDRIVE_I_H
+#define VDRIVE_I_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "vdrive.h"
+
+/*
+ * One kernel inode. The kernel's nodeid is the entry's address (root:
+ * FUSE_ROOT_ID), so mapping a request to its entry costs nothing; the
+ * hash maps a source node back to its entry for dedup and invalidation.
+ */
+struct vd_entry {
+	vd_node_t node;
+	uint64_t nlookup;
+	struct vd_entry *hnext;
+};
+
+struct vd_nodes {
+	pthread_mutex_t lock;
+	struct vd_entry **buckets;
+	size_t nbuckets;
+	size_t count;
+	struct vd_entry root;
+};
+
+struct vd_drive {
+	struct vd_ops ops; /* copied, zero-padded to the current size */
+	void *data;
+	struct fuse_session *se;
+	char *mountpoint;
+	char *fsname;
+	char *subtype;
+	char err[256];
+
+	struct vd_nodes nodes;
+	/* Lookups hold it shared, forgets exclusive: a source never sees a
+	 * forget for a node that a lookup in flight is handing back. */
+	pthread_rwlock_t forget_lock;
+	/* Taken around every callback when the source is not thread-safe. */
+	pthread_mutex_t serial;
+	bool serialize;
+
+	/* options */
+	double entry_timeout, attr_timeout, negative_timeout;
+	bool ro, allow_other, default_permissions, kernel_cache, direct_io;
+	bool writeback_cache, passthrough;
+	int readdirplus; /* 0 no, 1 yes, 2 auto */
+	unsigned int max_io;
+	unsigned int threads;
+
+	/* state */
+	bool mounted;
+	bool passthrough_ok;
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t state_lock;
+};
+
+/* nodes.c */
+int vd_nodes_init(struct vd_nodes *t);
+void vd_nodes_fini(struct vd_nodes *t);
+struct vd_entry *vd_nodes_get(struct vd_nodes *t, fuse_ino_t ino);
+struct vd_entry *vd_nodes_ref(struct vd_nodes *t, vd_node_t node);
+bool vd_nodes_unref(struct vd_nodes *t, struct vd_entry *e, uint64_t n);
+fuse_ino_t vd_nodes_ino(struct vd_nodes *t, vd_node_t node);
+
+/* ops.c */
+extern const struct fuse_lowlevel_ops vd_fuse_ops;
+
+void vd_set_error(struct vd_drive *d, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,28 @@
+/*
+ * registry.c - the table of built-in sources.
+ */
+#include <string.h>
+
+#include "sources.h"
+
+
+
+
+const struct vd_source *const vd_sources[] = {
+
+
+	NULL,
+};
+
+const struct vd_source *vd_source_find(const char *spec)
+{
+	const char *colon = strchr(spec, ':');
+	size_t n = colon ? (size_t)(colon - spec) : strlen(spec);
+
+	for (size_t i = 0; vd_sources[i]; i++) {
+		if (strlen(vd_sources[i]->kind) == n &&
+		    !strncmp(vd_sources[i]->kind, spec, n))
+			return vd_sources[i];
+	}
+	return NULL;
+}
