@@ -7,11 +7,12 @@ LIBDIR ?= $(PREFIX)/lib
 CC ?= cc
 PKG_CONFIG ?= pkg-config
 
+BUILD ?= build
 ifeq ($(SAN),1)
-B := build-san
+B := $(BUILD)-san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 else
-B := build
+B := $(BUILD)
 SANFLAGS :=
 endif
 
