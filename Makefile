@@ -20,6 +20,22 @@ FUSE_CFLAGS := $(shell $(PKG_CONFIG) --cflags fuse3)
 FUSE_LIBS := $(shell $(PKG_CONFIG) --libs fuse3)
 SQLITE_LIBS := $(shell $(PKG_CONFIG) --libs sqlite3 2>/dev/null || echo -lsqlite3)
 
+# ---- Private libfuse (built by scripts/libfuse.sh) -------------------------
+# `make LIBFUSE=/opt/vdrive-libfuse BUILD=build-317` compiles and links lib/
+# against that libfuse (3.17: FUSE passthrough API) instead of the system's
+# 3.14. Its SONAME is libfuse3.so.4, so the two coexist; the rpath lets
+# libvdrive find it at run time. Use a BUILD folder of its own: objects
+# built against one libfuse are not rebuilt when LIBFUSE changes.
+ifneq ($(LIBFUSE),)
+ifeq ($(wildcard $(LIBFUSE)/lib/pkgconfig/fuse3.pc),)
+$(error LIBFUSE=$(LIBFUSE) holds no lib/pkgconfig/fuse3.pc: run scripts/libfuse.sh $(LIBFUSE))
+endif
+FUSE_CFLAGS := $(shell PKG_CONFIG_PATH=$(LIBFUSE)/lib/pkgconfig $(PKG_CONFIG) --cflags fuse3)
+FUSE_LIBS := $(shell PKG_CONFIG_PATH=$(LIBFUSE)/lib/pkgconfig $(PKG_CONFIG) --libs fuse3) \
+	-Wl,-rpath,$(LIBFUSE)/lib
+endif
+# ---- End of private libfuse ------------------------------------------------
+
 WERROR ?= -Werror
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra $(WERROR) -D_FILE_OFFSET_BITS=64 -D_GNU_SOURCE \
