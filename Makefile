@@ -38,7 +38,7 @@ endif
 
 WERROR ?= -Werror
 CFLAGS ?= -O2 -g
-CFLAGS += -std=gnu11 -Wall -Wextra $(WERROR) -D_FILE_OFFSET_BITS=64 -D_GNU_SOURCE \
+CFLAGS += -std=gnu11 -Wall -Wextra -Wno-format-truncation $(WERROR) -D_FILE_OFFSET_BITS=64 -D_GNU_SOURCE \
 	-fPIC -Iinclude $(SANFLAGS)
 LDFLAGS += $(SANFLAGS)
 
