@@ -121,8 +121,20 @@ install: all
 	if [ -f $(B)/vdrived ]; then install -m 755 $(B)/vdrived $(DESTDIR)$(PREFIX)/bin/vdrived; fi
 	if [ -z "$(DESTDIR)" ]; then ldconfig; fi
 
+# The README's two commands: `make deps install demo` and `make deps check`.
+deps:
+	sh scripts/deps.sh
+
+demo: install
+	sh scripts/demo.sh
+
+# The whole suite, then the same unit and mount tests under ASan/UBSan.
 check: all
-	prove -v tests/*.t
+	VDRIVE_BUILD=$(CURDIR)/$(B) prove -f tests/*.t
+
+check-san:
+	$(MAKE) SAN=1 all
+	VDRIVE_BUILD=$(CURDIR)/$(B)-san prove -f tests/unit.t tests/posix.t
 
 format:
 	clang-format -i include/*.h lib/*.c lib/*.h $(SRC_SRC) $(CLI_SRC) $(DAEMON_SRC) \
@@ -131,4 +143,4 @@ format:
 clean:
 	rm -rf build build-san
 
-.PHONY: all install check format clean
+.PHONY: all deps demo install check check-san format clean
