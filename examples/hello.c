@@ -19,14 +19,9 @@ static void fill_stat(vd_node_t node, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = node;
-	if (node == VD_ROOT) {
-		st->st_mode = S_IFDIR | 0755;
-		st->st_nlink = 2;
-	} else {
-		st->st_mode = S_IFREG | 0444;
-		st->st_nlink = 1;
-		st->st_size = sizeof(text) - 1;
-	}
+	st->st_nlink = node == VD_ROOT ? 2 : 1;
+	st->st_mode = node == VD_ROOT ? S_IFDIR | 0755 : S_IFREG | 0444;
+	st->st_size = node == VD_ROOT ? 0 : sizeof(text) - 1;
 }
 
 static int hello_lookup(const struct vd_ctx *ctx, vd_node_t parent,
@@ -71,8 +66,7 @@ static int hello_read(const struct vd_ctx *ctx, vd_node_t node,
 	(void)ctx, (void)node, (void)fi;
 	if ((size_t)off >= len)
 		return 0;
-	if (size > len - (size_t)off)
-		size = len - off;
+	size = size < len - (size_t)off ? size : len - (size_t)off;
 	memcpy(buf, text + off, size);
 	return (int)size;
 }
