@@ -5,6 +5,7 @@
  *   mkdir -p /tmp/hello && ./hello /tmp/hello &
  *   cat /tmp/hello/hello.txt
  *   umount /tmp/hello            (or Ctrl-C)
+ *
  * Copy it to start your own: fill in lookup, getattr, readdir and read.
  */
 #include <errno.h>
@@ -12,7 +13,7 @@
 #include <string.h>
 #include <vdrive.h>
 
-#define HELLO_NODE 2
+#define HELLO_NODE 2 /* any non-zero handle but VD_ROOT */
 static const char text[] = "Hello from vdrive!\n";
 
 static void fill_stat(vd_node_t node, struct stat *st)
@@ -39,7 +40,8 @@ static int hello_getattr(const struct vd_ctx *ctx, vd_node_t node,
 			 struct vd_file *fi, struct stat *st)
 {
 	(void)ctx, (void)fi;
-	return fill_stat(node, st), 0;
+	fill_stat(node, st);
+	return 0;
 }
 
 static int hello_readdir(const struct vd_ctx *ctx, vd_node_t node,
@@ -84,15 +86,12 @@ int main(int argc, char **argv)
 	struct vd_drive *d = NULL;
 	int r;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: %s MOUNTPOINT\n", argv[0]);
-		return 2;
-	}
+	if (argc != 2)
+		return fprintf(stderr, "usage: %s MOUNTPOINT\n", argv[0]), 2;
 	r = vd_drive_new(&hello_ops, sizeof(hello_ops), NULL, &d);
-	if (r == 0 && (r = vd_drive_set_options(d, "ro,fsname=hello")) == 0)
-		r = vd_drive_mount(d, argv[1]);
-	if (r == 0)
-		r = vd_drive_serve(d, 1);
+	if (r == 0 && (r = vd_drive_set_options(d, "ro,fsname=hello")) == 0 &&
+	    (r = vd_drive_mount(d, argv[1])) == 0)
+		r = vd_drive_serve(d, 1); /* until unmounted or Ctrl-C */
 	if (r)
 		fprintf(stderr, "hello: %s (%s)\n", vd_drive_error(d), strerror(-r));
 	vd_drive_free(d);
