@@ -345,8 +345,39 @@ const char *vd_drive_error(const struct vd_drive *d);
  * Mount the drive at mountpoint (an existing folder, or "/dev/fd/N" for
  * an already-open /dev/fuse descriptor that someone else mounted).
  * Does not serve yet: call vd_drive_serve() or vd_drive_start().
+ * Without a usable /dev/fuse (an unprivileged container) and with the
+ * host daemon's socket present ($VDRIVE_SOCKET, default
+ * /run/vdrive/vdrived.sock), vdrived mounts it in this process's mount
+ * namespace and hands back the connection; the drive then admits callers
+ * from this namespace only.
  */
 int vd_drive_mount(struct vd_drive *d, const char *mountpoint);
+
+/*
+ * Mount the drive at path (absolute) inside another mount namespace,
+ * given as an open descriptor of a namespace file (/proc/PID/ns/mnt),
+ * creating path there when missing; it is served from this process. The
+ * mount carries nosuid,nodev and shows in that namespace's mount table
+ * only. The drive then admits only callers in that namespace (see
+ * vd_drive_allow()). Unmounting (vd_drive_stop/free) removes it there.
+ */
+int vd_drive_mount_ns(struct vd_drive *d, const char *path, int mntns_fd);
+
+/*
+ * Admit callers whose mount namespace has inode number mntns_ino (as in
+ * stat /proc/PID/ns/mnt; 0: this process's own). The first call turns the
+ * gate on: from then on lookups, opens, creates and other name-based
+ * requests from any other namespace, or from a caller not visible in this
+ * process's pid namespace, fail with EACCES. Before mounting.
+ * docs/containers.md says exactly what the gate covers.
+ */
+int vd_drive_allow(struct vd_drive *d, uint64_t mntns_ino);
+
+/*
+ * Stop and unmount the drive when process pid ends (a container's init),
+ * leaving the serving loop to return. After mounting.
+ */
+int vd_drive_watch_pid(struct vd_drive *d, pid_t pid);
 
 /*
  * Serve requests until the drive is unmounted or vd_drive_stop() is

@@ -244,6 +244,10 @@ int vd_drive_mount(struct vd_drive *d, const char *mountpoint)
 		vd_set_error(d, "already mounted at %s", d->mountpoint);
 		return -EBUSY;
 	}
+	/* In a container without /dev/fuse: the host's vdrived mounts. */
+	if (strncmp(mountpoint, "/dev/fd/", 8) != 0 &&
+	    access("/dev/fuse", R_OK | W_OK) != 0 && vd_ns_daemon_available())
+		return vd_ns_mount_via_daemon(d, mountpoint);
 	snprintf(opts, sizeof(opts), "fsname=%s,subtype=%s%s%s%s",
 		 d->fsname ? d->fsname : "vdrive",
 		 d->subtype ? d->subtype : "vdrive",
@@ -313,6 +317,7 @@ static void unmount_once(struct vd_drive *d)
 	if (d->mounted) {
 		d->mounted = false;
 		fuse_session_unmount(d->se);
+		vd_ns_unmount(d);
 	}
 	pthread_mutex_unlock(&d->state_lock);
 }
@@ -388,6 +393,7 @@ void vd_drive_free(struct vd_drive *d)
 {
 	if (!d)
 		return;
+	vd_ns_free(d);
 	if (d->se) {
 		vd_drive_stop(d);
 		fuse_session_destroy(d->se);
@@ -399,6 +405,7 @@ void vd_drive_free(struct vd_drive *d)
 	pthread_mutex_destroy(&d->serial);
 	pthread_mutex_destroy(&d->state_lock);
 	free(d->mountpoint);
+	free(d->ns_path);
 	free(d->fsname);
 	free(d->subtype);
 	free(d);

@@ -29,6 +29,15 @@
 		r_;                                           \
 	})
 
+/* Refuse callers from namespaces the drive is not allowed in. */
+#define GATE(d, req)                                                \
+	do {                                                        \
+		if ((d)->gate && vd_gate_check((d), (req)) != 0) {  \
+			fuse_reply_err((req), EACCES);              \
+			return;                                     \
+		}                                                   \
+	} while (0)
+
 static void mkctx(struct vd_ctx *c, fuse_req_t req)
 {
 	const struct fuse_ctx *fc = fuse_req_ctx(req);
@@ -148,6 +157,8 @@ static void vd_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	vd_node_t node = 0;
 	int r;
 
+	GATE(d, req);
+
 	if (!d->ops.lookup) {
 		fuse_reply_err(req, ENOSYS);
 		return;
@@ -210,6 +221,8 @@ static void vd_getattr(fuse_req_t req, fuse_ino_t ino,
 	vd_node_t node = NODE(d, ino);
 	int r;
 
+	if (ino == FUSE_ROOT_ID)
+		GATE(d, req);
 	if (!d->ops.getattr) {
 		fuse_reply_err(req, ENOSYS);
 		return;
@@ -279,6 +292,8 @@ static void vd_readlink(fuse_req_t req, fuse_ino_t ino)
 	char buf[PATH_MAX + 1];
 	int r;
 
+	GATE(d, req);
+
 	if (!d->ops.readlink) {
 		fuse_reply_err(req, ENOSYS);
 		return;
@@ -313,6 +328,8 @@ static void vd_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	vd_node_t node = 0;
 	int r;
 
+	GATE(d, req);
+
 	if (!d->ops.mknod) {
 		fuse_reply_err(req, ENOSYS);
 		return;
@@ -333,6 +350,8 @@ static void vd_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct stat st;
 	vd_node_t node = 0;
 	int r;
+
+	GATE(d, req);
 
 	if (!d->ops.mkdir) {
 		fuse_reply_err(req, ENOSYS);
@@ -355,6 +374,8 @@ static void vd_symlink(fuse_req_t req, const char *target, fuse_ino_t parent,
 	vd_node_t node = 0;
 	int r;
 
+	GATE(d, req);
+
 	if (!d->ops.symlink) {
 		fuse_reply_err(req, ENOSYS);
 		return;
@@ -376,6 +397,8 @@ static void vd_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	vd_node_t node = NODE(d, ino);
 	int r;
 
+	GATE(d, req);
+
 	if (!d->ops.link) {
 		fuse_reply_err(req, EPERM);
 		return;
@@ -394,6 +417,8 @@ static void vd_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct vd_ctx c;
 	int r = -ENOSYS;
 
+	GATE(d, req);
+
 	mkctx(&c, req);
 	if (d->ops.unlink)
 		r = CALL(d, d->ops.unlink(&c, NODE(d, parent), name));
@@ -405,6 +430,8 @@ static void vd_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct vd_drive *d = DRIVE(req);
 	struct vd_ctx c;
 	int r = -ENOSYS;
+
+	GATE(d, req);
 
 	mkctx(&c, req);
 	if (d->ops.rmdir)
@@ -419,6 +446,8 @@ static void vd_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct vd_drive *d = DRIVE(req);
 	struct vd_ctx c;
 	int r = -ENOSYS;
+
+	GATE(d, req);
 
 	mkctx(&c, req);
 	if (d->ops.rename)
@@ -460,6 +489,8 @@ static void vd_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct vd_file vf;
 	int r = 0;
 
+	GATE(d, req);
+
 	mkctx(&c, req);
 	from_fi(&vf, fi);
 	vf.keep_cache = d->kernel_cache;
@@ -488,6 +519,8 @@ static void vd_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct stat st;
 	vd_node_t node = 0;
 	int r;
+
+	GATE(d, req);
 
 	mkctx(&c, req);
 	from_fi(&vf, fi);
@@ -616,6 +649,8 @@ static void vd_opendir(fuse_req_t req, fuse_ino_t ino,
 	struct vd_ctx c;
 	struct vd_file vf;
 	int r = 0;
+
+	GATE(d, req);
 
 	mkctx(&c, req);
 	from_fi(&vf, fi);
@@ -786,6 +821,8 @@ static void vd_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	struct vd_ctx c;
 	int r = -EOPNOTSUPP;
 
+	GATE(d, req);
+
 	mkctx(&c, req);
 	if (d->ops.setxattr)
 		r = CALL(d, d->ops.setxattr(&c, NODE(d, ino), name, value, size,
@@ -814,6 +851,8 @@ static void vd_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	char *buf = NULL;
 	int r;
 
+	GATE(d, req);
+
 	if (!d->ops.getxattr) {
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
@@ -834,6 +873,8 @@ static void vd_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	struct vd_ctx c;
 	char *buf = NULL;
 	int r;
+
+	GATE(d, req);
 
 	if (!d->ops.listxattr) {
 		/* No xattrs at all is a valid, empty answer. */
@@ -858,6 +899,8 @@ static void vd_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	struct vd_drive *d = DRIVE(req);
 	struct vd_ctx c;
 	int r = -EOPNOTSUPP;
+
+	GATE(d, req);
 
 	mkctx(&c, req);
 	if (d->ops.removexattr)

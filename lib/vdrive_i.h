@@ -30,6 +30,9 @@ struct vd_nodes {
 	struct vd_entry root;
 };
 
+#define VD_MAX_ALLOWED 16
+#define VD_GATE_CACHE 64
+
 struct vd_drive {
 	struct vd_ops ops; /* copied, zero-padded to the current size */
 	void *data;
@@ -61,6 +64,24 @@ struct vd_drive {
 	pthread_t thread;
 	bool thread_started;
 	pthread_mutex_t state_lock;
+
+	/* ns.c: mounted in another namespace or through vdrived; the gate */
+	bool ns_mounted;   /* ns_fd/ns_path are valid */
+	int ns_fd;         /* the target mount namespace */
+	char *ns_path;     /* the mount point inside it */
+	bool via_daemon;   /* daemon_fd is valid */
+	int daemon_fd;     /* connection to vdrived; closing it unmounts */
+	bool gate;         /* admit only callers in allowed[] namespaces */
+	size_t nallowed;
+	uint64_t allowed[VD_MAX_ALLOWED];
+	pthread_mutex_t gate_lock;
+	struct vd_gate_ent {
+		pid_t pid;
+		uint64_t ino, expires;
+	} gate_cache[VD_GATE_CACHE];
+	bool watching;     /* watch_* are valid */
+	int watch_pidfd, watch_pipe[2];
+	pthread_t watch_thread;
 };
 
 /* nodes.c */
@@ -70,6 +91,13 @@ struct vd_entry *vd_nodes_get(struct vd_nodes *t, fuse_ino_t ino);
 struct vd_entry *vd_nodes_ref(struct vd_nodes *t, vd_node_t node);
 bool vd_nodes_unref(struct vd_nodes *t, struct vd_entry *e, uint64_t n);
 fuse_ino_t vd_nodes_ino(struct vd_nodes *t, vd_node_t node);
+
+/* ns.c */
+int vd_gate_check(struct vd_drive *d, fuse_req_t req);
+void vd_ns_unmount(struct vd_drive *d);
+void vd_ns_free(struct vd_drive *d);
+bool vd_ns_daemon_available(void);
+int vd_ns_mount_via_daemon(struct vd_drive *d, const char *mountpoint);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops vd_fuse_ops;

@@ -1,0 +1,480 @@
+/*
+ * ns.c - drives in other mount namespaces, and the per-request gate.
+ *
+ * A multi-threaded process cannot setns() into a mount namespace, so every
+ * step that must happen "inside" (mkdir, mount, umount) runs in a forked,
+ * single-threaded child that enters the namespace, does one thing and
+ * exits with 0 or an errno. The parent keeps the /dev/fuse descriptor and
+ * serves it through libfuse as "/dev/fd/N".
+ *
+ * The gate: a drive that lives in a namespace admits only requests whose
+ * caller's mount namespace is on its list. It sits where names are
+ * resolved and files opened; see docs/containers.md for what it covers.
+ *
+ * Inside a container without /dev/fuse, vd_drive_mount() asks the host
+ * daemon vdrived (over a unix socket) to mount for it and hand back the
+ * FUSE descriptor; the protocol is in docs/containers.md.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vdrive_i.h"
+
+#define VD_GATE_TTL_NS 1000000000ull /* a cached pid->namespace lives 1 s */
+#define VD_DEFAULT_SOCKET "/run/vdrive/vdrived.sock"
+
+/* The inode number of a namespace file, or 0. */
+static uint64_t ns_ino_of(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+		return 0;
+	return (uint64_t)st.st_ino;
+}
+
+int vd_drive_allow(struct vd_drive *d, uint64_t mntns_ino)
+{
+	if (!d)
+		return -EINVAL;
+	if (mntns_ino == 0)
+		mntns_ino = ns_ino_of("/proc/self/ns/mnt");
+	if (mntns_ino == 0)
+		return -ENOENT;
+	if (d->se && !d->gate) {
+		vd_set_error(d, "the gate must be set before mounting");
+		return -EBUSY;
+	}
+	for (size_t i = 0; i < d->nallowed; i++)
+		if (d->allowed[i] == mntns_ino)
+			return 0;
+	if (d->nallowed == VD_MAX_ALLOWED)
+		return -ENOSPC;
+	if (!d->gate)
+		pthread_mutex_init(&d->gate_lock, NULL);
+	d->allowed[d->nallowed++] = mntns_ino;
+	d->gate = true;
+	return 0;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * The mount namespace of pid as this process's /proc sees it, cached for
+ * a second (a pid is not reused that fast: pids wrap only after pid_max).
+ */
+static uint64_t gate_ns_of(struct vd_drive *d, pid_t pid)
+{
+	struct vd_gate_ent *e = &d->gate_cache[(unsigned)pid % VD_GATE_CACHE];
+	uint64_t now = now_ns(), ino;
+	char path[64];
+
+	pthread_mutex_lock(&d->gate_lock);
+	if (e->pid == pid && e->expires > now) {
+		ino = e->ino;
+		pthread_mutex_unlock(&d->gate_lock);
+		return ino;
+	}
+	pthread_mutex_unlock(&d->gate_lock);
+	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
+	ino = ns_ino_of(path);
+	if (!ino)
+		return 0;
+	pthread_mutex_lock(&d->gate_lock);
+	e->pid = pid;
+	e->ino = ino;
+	e->expires = now + VD_GATE_TTL_NS;
+	pthread_mutex_unlock(&d->gate_lock);
+	return ino;
+}
+
+int vd_gate_check(struct vd_drive *d, fuse_req_t req)
+{
+	const struct fuse_ctx *fc = fuse_req_ctx(req);
+	uint64_t ino;
+
+	if (fc->pid <= 0)
+		return -EACCES; /* not visible from here: another pid ns */
+	ino = gate_ns_of(d, fc->pid);
+	for (size_t i = 0; ino && i < d->nallowed; i++)
+		if (d->allowed[i] == ino)
+			return 0;
+	return -EACCES;
+}
+
+/* Wait for a child and turn its exit status back into 0 or -errno. */
+static int wait_child(pid_t pid)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (WIFEXITED(status))
+		return -WEXITSTATUS(status);
+	return -EIO;
+}
+
+/* mkdir -p in the child: only syscalls, no allocation. */
+static int mkdir_p(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n >= sizeof(buf))
+		return ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+			return errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+		return errno;
+	return 0;
+}
+
+/*
+ * Mount fuse descriptor fuse_fd at path inside the mount namespace ns_fd,
+ * creating path there when missing. Runs the namespace part in a child.
+ */
+static int ns_mount(int ns_fd, const char *path, int fuse_fd,
+		    const struct vd_drive *d)
+{
+	char data[512], type[128];
+	unsigned long flags = MS_NOSUID | MS_NODEV;
+	pid_t pid;
+
+	snprintf(data, sizeof(data),
+		 "fd=%d,rootmode=40000,user_id=%u,group_id=%u%s%s", fuse_fd,
+		 (unsigned)getuid(), (unsigned)getgid(),
+		 d->default_permissions ? ",default_permissions" : "",
+		 d->allow_other ? ",allow_other" : "");
+	snprintf(type, sizeof(type), "fuse.%s",
+		 d->subtype ? d->subtype : "vdrive");
+	if (d->ro)
+		flags |= MS_RDONLY;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		int r;
+
+		if (setns(ns_fd, CLONE_NEWNS) != 0)
+			_exit(errno);
+		r = mkdir_p(path);
+		if (r)
+			_exit(r);
+		if (mount(d->fsname ? d->fsname : "vdrive", path, type, flags,
+			  data) != 0)
+			_exit(errno);
+		_exit(0);
+	}
+	return wait_child(pid);
+}
+
+/* Detach the mount at path inside namespace ns_fd (from a child). */
+static int ns_umount(int ns_fd, const char *path)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		if (setns(ns_fd, CLONE_NEWNS) != 0)
+			_exit(errno);
+		if (umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) != 0)
+			_exit(errno);
+		_exit(0);
+	}
+	return wait_child(pid);
+}
+
+int vd_drive_mount_ns(struct vd_drive *d, const char *path, int mntns_fd)
+{
+	char fdpath[32];
+	struct stat st;
+	int fuse_fd, ns_fd, r;
+
+	if (!d || !path || path[0] != '/' || mntns_fd < 0)
+		return -EINVAL;
+	if (d->se) {
+		vd_set_error(d, "already mounted at %s", d->mountpoint);
+		return -EBUSY;
+	}
+	if (fstat(mntns_fd, &st) != 0) {
+		r = -errno;
+		vd_set_error(d, "target namespace: %s", strerror(errno));
+		return r;
+	}
+	r = vd_drive_allow(d, (uint64_t)st.st_ino);
+	if (r)
+		return r;
+	ns_fd = fcntl(mntns_fd, F_DUPFD_CLOEXEC, 3);
+	if (ns_fd < 0)
+		return -errno;
+	fuse_fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (fuse_fd < 0) {
+		r = -errno;
+		vd_set_error(d, "cannot open /dev/fuse: %s", strerror(errno));
+		close(ns_fd);
+		return r;
+	}
+	r = ns_mount(ns_fd, path, fuse_fd, d);
+	if (r) {
+		vd_set_error(d, "cannot mount at %s in the target namespace: %s",
+			     path, strerror(-r));
+		goto out_err;
+	}
+	snprintf(fdpath, sizeof(fdpath), "/dev/fd/%d", fuse_fd);
+	r = vd_drive_mount(d, fdpath);
+	if (r) {
+		ns_umount(ns_fd, path);
+		goto out_err;
+	}
+	/* The session owns fuse_fd now; show the real mount point. */
+	free(d->mountpoint);
+	d->mountpoint = strdup(path);
+	d->ns_path = strdup(path);
+	if (!d->mountpoint || !d->ns_path) {
+		vd_drive_stop(d);
+		ns_umount(ns_fd, path);
+		close(ns_fd);
+		return -ENOMEM;
+	}
+	d->ns_fd = ns_fd;
+	d->ns_mounted = true;
+	return 0;
+
+out_err:
+	close(fuse_fd);
+	close(ns_fd);
+	return r;
+}
+
+/* Called with state_lock held when the drive is unmounted. */
+void vd_ns_unmount(struct vd_drive *d)
+{
+	char buf[256];
+
+	if (d->ns_mounted) {
+		d->ns_mounted = false;
+		ns_umount(d->ns_fd, d->ns_path);
+		/* Let the namespace go when its last process does. */
+		close(d->ns_fd);
+	}
+	if (d->via_daemon) {
+		d->via_daemon = false;
+		/* The daemon unmounts, then answers; closing is enough if it
+		 * is gone (it unmounts when the connection ends). */
+		if (write(d->daemon_fd, "unmount\n", 8) == 8) {
+			struct pollfd p = { .fd = d->daemon_fd, .events = POLLIN };
+
+			if (poll(&p, 1, 5000) > 0 &&
+			    read(d->daemon_fd, buf, sizeof(buf)) < 0)
+				buf[0] = '\0';
+		}
+		close(d->daemon_fd);
+	}
+}
+
+/* Watcher thread: when the watched process ends, stop the drive. */
+static void *watch_thread(void *arg)
+{
+	struct vd_drive *d = arg;
+	struct pollfd p[2] = {
+		{ .fd = d->watch_pidfd, .events = POLLIN },
+		{ .fd = d->watch_pipe[0], .events = POLLIN },
+	};
+
+	while (poll(p, 2, -1) < 0 && errno == EINTR)
+		;
+	if (p[0].revents && !p[1].revents) {
+		vd_log(d, "the container's process ended: unmounting");
+		fuse_session_exit(d->se);
+		pthread_mutex_lock(&d->state_lock);
+		if (d->mounted) {
+			d->mounted = false;
+			fuse_session_unmount(d->se);
+			vd_ns_unmount(d);
+		}
+		pthread_mutex_unlock(&d->state_lock);
+	}
+	return NULL;
+}
+
+int vd_drive_watch_pid(struct vd_drive *d, pid_t pid)
+{
+	int r;
+
+	if (!d || pid <= 0 || !d->se)
+		return -EINVAL;
+	if (d->watching)
+		return -EBUSY;
+	d->watch_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (d->watch_pidfd < 0)
+		return -errno;
+	if (pipe2(d->watch_pipe, O_CLOEXEC) != 0) {
+		r = -errno;
+		close(d->watch_pidfd);
+		return r;
+	}
+	r = pthread_create(&d->watch_thread, NULL, watch_thread, d);
+	if (r) {
+		close(d->watch_pidfd);
+		close(d->watch_pipe[0]);
+		close(d->watch_pipe[1]);
+		return -r;
+	}
+	d->watching = true;
+	return 0;
+}
+
+/* Stop the watcher; before the session goes away. */
+void vd_ns_free(struct vd_drive *d)
+{
+	if (d->watching) {
+		d->watching = false;
+		if (write(d->watch_pipe[1], "x", 1) < 0)
+			vd_log(d, "cannot wake the watcher");
+		pthread_join(d->watch_thread, NULL);
+		close(d->watch_pidfd);
+		close(d->watch_pipe[0]);
+		close(d->watch_pipe[1]);
+	}
+	if (d->gate)
+		pthread_mutex_destroy(&d->gate_lock);
+}
+
+/* Receive one line (up to size-1 bytes) and at most one descriptor. */
+static int recv_reply(int sock, char *buf, size_t size, int *fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { .iov_base = buf, .iov_len = size - 1 };
+	struct msghdr mh = { .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c;
+	ssize_t n;
+
+	*fd = -1;
+	n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	if (n <= 0)
+		return n == 0 ? -ECONNRESET : -errno;
+	buf[n] = '\0';
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			memcpy(fd, CMSG_DATA(c), sizeof(int));
+	return 0;
+}
+
+/* Where vdrived listens: $VDRIVE_SOCKET, or the default. */
+static const char *daemon_socket(void)
+{
+	const char *s = getenv("VDRIVE_SOCKET");
+
+	return s && *s ? s : VD_DEFAULT_SOCKET;
+}
+
+bool vd_ns_daemon_available(void)
+{
+	return access(daemon_socket(), W_OK) == 0;
+}
+
+/*
+ * Ask vdrived to mount a FUSE connection at path in this process's own
+ * namespace, then serve the descriptor it sends back.
+ */
+int vd_ns_mount_via_daemon(struct vd_drive *d, const char *mountpoint)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char path[PATH_MAX], req[PATH_MAX + 256], reply[512], fdpath[32];
+	const char *sock = daemon_socket();
+	int s, fd = -1, r, err;
+
+	if (mountpoint[0] == '/') {
+		snprintf(path, sizeof(path), "%s", mountpoint);
+	} else {
+		char cwd[PATH_MAX];
+
+		if (!getcwd(cwd, sizeof(cwd)))
+			return -errno;
+		snprintf(path, sizeof(path), "%s/%s", cwd, mountpoint);
+	}
+	if (strlen(sock) >= sizeof(sa.sun_path) || strchr(path, '\n'))
+		return -EINVAL;
+	strcpy(sa.sun_path, sock);
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		r = -errno;
+		vd_set_error(d, "no /dev/fuse, and vdrived at %s: %s", sock,
+			     strerror(errno));
+		goto out;
+	}
+	snprintf(req, sizeof(req), "mount %s%s%s %s\n",
+		 d->ro ? "ro," : "", d->allow_other ? "allow_other," : "",
+		 d->default_permissions ? "default_permissions" : "-", path);
+	if (write(s, req, strlen(req)) != (ssize_t)strlen(req)) {
+		r = -EIO;
+		vd_set_error(d, "vdrived: cannot send the request");
+		goto out;
+	}
+	r = recv_reply(s, reply, sizeof(reply), &fd);
+	if (r) {
+		vd_set_error(d, "vdrived: no answer (%s)", strerror(-r));
+		goto out;
+	}
+	reply[strcspn(reply, "\n")] = '\0';
+	if (strncmp(reply, "ok", 2) != 0 || fd < 0) {
+		err = 0;
+		if (sscanf(reply, "err %d", &err) != 1 || err <= 0)
+			err = EIO;
+		r = -err;
+		vd_set_error(d, "vdrived refused: %s", reply);
+		goto out;
+	}
+	/* This drive lives in our namespace only; nobody else may use it. */
+	r = vd_drive_allow(d, 0);
+	if (r)
+		goto out;
+	snprintf(fdpath, sizeof(fdpath), "/dev/fd/%d", fd);
+	r = vd_drive_mount(d, fdpath);
+	if (r)
+		goto out; /* closing s makes the daemon unmount */
+	free(d->mountpoint);
+	d->mountpoint = strdup(path);
+	d->daemon_fd = s;
+	d->via_daemon = true;
+	return 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	close(s);
+	return r;
+}
