@@ -1,0 +1,246 @@
+# tests/lib.sh - shared helpers for the .t scripts that mount real drives.
+# Source it from a bash .t script:
+#
+#   . "$(dirname "$0")/lib.sh"
+#   vd_init NAME            # temp folder, private VDRIVE_RUNDIR, cleanup trap
+#   ok $? "description"     # TAP lines, numbered for you
+#   done_testing            # cleans up, checks nothing is left mounted,
+#                           # prints the plan and exits 0 or 1
+#
+# Everything it mounts (drives, tmpfs, loop ext4) is unmounted on any exit,
+# drive processes it started are killed by pid, temp folders are removed.
+# A mount left behind fails the script.
+#
+# Environment: VDRIVE_BUILD (default <repo>/build) holds vdrive and
+# tests/<helper>; VDRIVE_QUICK=1 asks scripts for a shorter run.
+
+VD_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VDRIVE_BUILD=${VDRIVE_BUILD:-$VD_TOP/build}
+VDRIVE=$VDRIVE_BUILD/vdrive
+VD_HELPERS=$VDRIVE_BUILD/tests
+VD_QUICK=${VDRIVE_QUICK:-0}
+VD_TMP=
+VD_MOUNTS=()
+VD_PIDS=()
+_vd_n=0
+_vd_fails=0
+_vd_done=0
+
+# ok STATUS DESCRIPTION: a TAP line, passing when STATUS is 0.
+ok() {
+	local st=$1
+	shift
+	_vd_n=$((_vd_n + 1))
+	if [ "$st" = 0 ]; then
+		echo "ok $_vd_n - $*"
+	else
+		echo "not ok $_vd_n - $*"
+		_vd_fails=$((_vd_fails + 1))
+	fi
+	return "$st"
+}
+
+# skip DESCRIPTION REASON: a TAP skip; REASON must say why.
+skip() {
+	_vd_n=$((_vd_n + 1))
+	echo "ok $_vd_n - $1 # SKIP $2"
+}
+
+# diag TEXT...: comment lines, each prefixed with "# ".
+diag() {
+	printf '%s\n' "$*" | sed 's/^/# /'
+}
+
+# run_ok DESCRIPTION CMD...: one test line for a command, with its output
+# as diagnostics when it fails or times out (limit: VD_TIMEOUT, 300 s).
+run_ok() {
+	local desc=$1 out rc
+	shift
+	out=$(timeout -k 10 "${VD_TIMEOUT:-300}" "$@" 2>&1)
+	rc=$?
+	[ $rc = 124 ] && out="$out
+(timed out after ${VD_TIMEOUT:-300} s)"
+	ok $rc "$desc" || diag "$(tail -n 40 <<<"$out")"
+}
+
+# tap_include LABEL CMD...: run a command that prints TAP and fold its
+# lines into ours as "LABEL: name". A wrong count, a crash or a timeout
+# of the command is one more failing line.
+tap_include() {
+	local label=$1 out line plan="" seen=0 bad=0 rc re
+	shift
+	out=$(mktemp "$VD_TMP/tap.XXXXXX")
+	timeout -k 10 "${VD_TIMEOUT:-300}" "$@" >"$out" 2>&1
+	rc=$?
+	re='^(not )?ok [0-9]+( -)? ?(.*)$'
+	while IFS= read -r line; do
+		if [[ $line =~ ^1\.\.([0-9]+) ]]; then
+			plan=${BASH_REMATCH[1]}
+			[[ $line == *"# SKIP"* ]] && skip "$label" "${line#*# SKIP }"
+		elif [[ $line =~ $re ]]; then
+			seen=$((seen + 1))
+			if [ -n "${BASH_REMATCH[1]}" ]; then
+				bad=$((bad + 1))
+				ok 1 "$label: ${BASH_REMATCH[3]}"
+			else
+				_vd_n=$((_vd_n + 1))
+				echo "ok $_vd_n - $label: ${BASH_REMATCH[3]}"
+			fi
+		elif [[ $line == "#"* ]]; then
+			echo "$line"
+		else
+			echo "# $line"
+		fi
+	done <"$out"
+	rm -f "$out"
+	if [ "$rc" = 124 ]; then
+		ok 1 "$label: finished within ${VD_TIMEOUT:-300} s"
+	elif [ "$plan" != "$seen" ] && [ "$plan" != 0 ]; then
+		ok 1 "$label: ran all planned cases (plan '$plan', ran $seen, exit $rc)"
+	elif [ "$rc" != 0 ] && [ "$bad" = 0 ]; then
+		ok 1 "$label: exit status $rc with no failing case"
+	fi
+}
+
+# vd_init NAME: make the temp folder (world-searchable, so other uids can
+# reach mounts under it), a private VDRIVE_RUNDIR, and the cleanup trap.
+vd_init() {
+	VD_TMP=$(mktemp -d "/tmp/vdrive-test-$1.XXXXXX") || exit 1
+	chmod 755 "$VD_TMP"
+	export VDRIVE_RUNDIR="$VD_TMP/run"
+	trap _vd_exit EXIT
+	trap 'exit 130' INT TERM
+}
+
+# vd_mktemp NAME: a fresh folder $VD_TMP/NAME, printed.
+vd_mktemp() {
+	mkdir -p "$VD_TMP/$1" && chmod 755 "$VD_TMP/$1" && echo "$VD_TMP/$1"
+}
+
+# vd_mounted PATH: true when something is mounted exactly at PATH.
+vd_mounted() {
+	awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo
+}
+
+# vd_scratch KIND DIR: mount a fresh file system of KIND (tmpfs, or ext4
+# on a loop image kept in memory) at DIR, tracked for cleanup. Never the
+# root file system: it is slow and shared.
+vd_scratch() {
+	local kind=$1 dir=$2
+	mkdir -p "$dir" || return 1
+	case $kind in
+	tmpfs)
+		mount -t tmpfs -o size=4g,mode=755 tmpfs "$dir" || return 1
+		VD_MOUNTS+=("$dir")
+		;;
+	ext4)
+		local img="$dir.img"
+		mkdir -p "$img" &&
+			mount -t tmpfs -o size=3g,mode=755 tmpfs "$img" || return 1
+		VD_MOUNTS+=("$img")
+		truncate -s 2G "$img/fs" &&
+			mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 \
+				"$img/fs" &&
+			mount -o loop "$img/fs" "$dir" || return 1
+		VD_MOUNTS+=("$dir")
+		chmod 755 "$dir"
+		;;
+	*)
+		return 1
+		;;
+	esac
+}
+
+# vd_have_source KIND: true when `vdrive help` lists KIND: as a source.
+vd_have_source() {
+	[ -x "$VDRIVE" ] && "$VDRIVE" help 2>&1 | grep -q "^ *$1:"
+}
+
+# vd_mount SOURCE MNT [ARGS...]: `vdrive mount SOURCE MNT ARGS`, tracked
+# for cleanup with the drive's pid. Its output goes to diag on failure.
+vd_mount() {
+	local src=$1 mnt=$2 out rc pid f
+	shift 2
+	mkdir -p "$mnt" || return 1
+	out=$(timeout -k 5 60 "$VDRIVE" mount "$src" "$mnt" "$@" 2>&1)
+	rc=$?
+	if [ $rc != 0 ]; then
+		diag "vdrive mount $src $mnt $*: exit $rc: $out"
+		vd_mounted "$mnt" && VD_MOUNTS+=("$mnt")
+		return $rc
+	fi
+	VD_MOUNTS+=("$mnt")
+	for f in "$VDRIVE_RUNDIR"/drives/*; do
+		[ -f "$f" ] && grep -qx "mountpoint=$(realpath "$mnt")" "$f" || continue
+		pid=$(sed -n 's/^pid=//p' "$f")
+		[ -n "$pid" ] && VD_PIDS+=("$pid")
+	done
+	return 0
+}
+
+# vd_umount MNT: take down one mount: `vdrive unmount` for drives, then
+# umount, then umount -l. Returns 0 when nothing is mounted there after.
+vd_umount() {
+	local mnt=$1
+	if [ -x "$VDRIVE" ] && vd_mounted "$mnt"; then
+		timeout -k 5 30 "$VDRIVE" unmount "$mnt" >/dev/null 2>&1
+	fi
+	vd_mounted "$mnt" && timeout -k 5 30 umount "$mnt" 2>/dev/null
+	vd_mounted "$mnt" && umount -l "$mnt" 2>/dev/null
+	! vd_mounted "$mnt"
+}
+
+# Unmount everything we mounted (newest first), kill drive processes we
+# started, list what is still mounted under VD_TMP. Returns 1 if any.
+_vd_cleanup() {
+	local i pid left=0 m
+	for ((i = ${#VD_MOUNTS[@]} - 1; i >= 0; i--)); do
+		vd_umount "${VD_MOUNTS[i]}"
+	done
+	VD_MOUNTS=()
+	for pid in "${VD_PIDS[@]}"; do
+		kill -0 "$pid" 2>/dev/null || continue
+		kill -TERM "$pid" 2>/dev/null
+		sleep 0.5
+		kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+		diag "drive process $pid was still running after unmount"
+		left=1
+	done
+	VD_PIDS=()
+	[ -n "$VD_TMP" ] || return $left
+	while read -r m; do
+		diag "left mounted: $m"
+		umount -l "$m" 2>/dev/null
+		left=1
+	done < <(awk -v t="$VD_TMP/" 'index($5, t) == 1 { print $5 }' \
+		/proc/self/mountinfo | sort -r)
+	return $left
+}
+
+# done_testing: clean up as a test of its own, print the plan, exit.
+done_testing() {
+	_vd_cleanup
+	ok $? "cleanup: nothing left mounted, no drive process left"
+	_vd_done=1
+	echo "1..$_vd_n"
+	[ $_vd_fails = 0 ] && exit 0
+	exit 1
+}
+
+# EXIT trap: on an early exit, clean up and make sure the status says so.
+_vd_exit() {
+	local rc=$?
+	if [ $_vd_done = 0 ]; then
+		_vd_cleanup || rc=1
+		echo "# exited before done_testing"
+		[ $rc = 0 ] && rc=1
+	fi
+	[ -n "$VD_TMP" ] && ! _vd_still_mounted && rm -rf "$VD_TMP"
+	exit $rc
+}
+
+# True when anything is still mounted under VD_TMP (then keep the files).
+_vd_still_mounted() {
+	awk -v t="$VD_TMP/" 'index($5, t) == 1 { f = 1 } END { exit !f }' \
+		/proc/self/mountinfo
+}
