@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "container.h"
 #include "sources.h"
 
 const char usage_mount[] =
@@ -35,7 +36,13 @@ const char usage_mount[] =
 	"                 max_io=BYTES, readdirplus=yes|no|auto, threads=N,\n"
 	"                 default_permissions=yes|no, passthrough=yes|no\n"
 	"  --name NAME    name for list/unmount (default: the folder's name)\n"
-	"  -f             stay in the foreground; Ctrl-C unmounts\n";
+	"  -f             stay in the foreground; Ctrl-C unmounts\n"
+	"  --container REF  mount at MOUNTPOINT inside a container (PID,\n"
+	"                 docker:NAME_OR_ID or /proc/PID/ns/mnt); created there\n"
+	"                 if missing; only that container may use the drive,\n"
+	"                 and the drive ends when the container does\n"
+	"  --allow REF    also admit `host` or another container (repeatable)\n"
+	"  --docker-host unix:///PATH  the Docker socket (default $DOCKER_HOST)\n";
 
 struct mount_args {
 	const char *spec;
@@ -43,6 +50,10 @@ struct mount_args {
 	const char *opts;
 	char name[128];
 	bool foreground;
+	const char *container; /* --container REF, or NULL */
+	const char *allow[8];
+	int nallow;
+	const char *docker_host;
 };
 
 /* Names are file names in the registry: keep them plain. */
@@ -109,6 +120,9 @@ static int parse(int argc, char **argv, struct mount_args *a)
 		{ "name", required_argument, NULL, 'n' },
 		{ "options", required_argument, NULL, 'o' },
 		{ "foreground", no_argument, NULL, 'f' },
+		{ "container", required_argument, NULL, 'C' },
+		{ "allow", required_argument, NULL, 'A' },
+		{ "docker-host", required_argument, NULL, 'D' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *mp;
@@ -118,13 +132,26 @@ static int parse(int argc, char **argv, struct mount_args *a)
 	memset(a, 0, sizeof(*a));
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+o:fn:", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:fn:", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			a->opts = optarg;
 			break;
 		case 'f':
 			a->foreground = true;
+			break;
+		case 'C':
+			a->container = optarg;
+			break;
+		case 'A':
+			if (a->nallow == 8) {
+				cli_err("mount: at most 8 --allow");
+				return 2;
+			}
+			a->allow[a->nallow++] = optarg;
+			break;
+		case 'D':
+			a->docker_host = optarg;
 			break;
 		case 'n':
 			if (!valid_name(optarg)) {
@@ -153,6 +180,17 @@ static int parse(int argc, char **argv, struct mount_args *a)
 			a->spec);
 		return 2;
 	}
+	if (a->container || a->nallow) {
+		/* The path is inside the container: nothing to check here. */
+		if (!a->container || mp[0] != '/' ||
+		    strlen(mp) >= sizeof(a->mountpoint)) {
+			cli_err("mount: --allow needs --container, and the mount "
+				"point in a container must be an absolute path");
+			return 2;
+		}
+		snprintf(a->mountpoint, sizeof(a->mountpoint), "%s", mp);
+		goto checked;
+	}
 	if (!realpath(mp, a->mountpoint)) {
 		cli_err("mount point %s: %s%s", mp, strerror(errno),
 			errno == ENOTCONN ? " (a dead drive: `vdrive unmount` it)" :
@@ -167,6 +205,7 @@ static int parse(int argc, char **argv, struct mount_args *a)
 		cli_err("%s is already a mount point", a->mountpoint);
 		return 1;
 	}
+checked:
 	if (a->name[0] && name_taken(a->name)) {
 		cli_err("a drive named '%s' is already running", a->name);
 		return 1;
@@ -216,6 +255,7 @@ static int run_drive(struct mount_args *a, int status_fd)
 	sigset_t set;
 	pthread_t th;
 	struct stat st;
+	struct cli_container ct = { .ns_fd = -1 };
 	int r, sig;
 
 	/* Signals are taken by sigwait below, never by a worker thread. */
@@ -251,17 +291,26 @@ static int run_drive(struct mount_args *a, int status_fd)
 		snprintf(msg, sizeof(msg), "%s", vd_drive_error(d));
 		goto fail;
 	}
-	r = vd_drive_mount(d, a->mountpoint);
+	if (a->container)
+		r = cli_container_mount(d, a->container,
+					(const char *const *)a->allow, a->nallow,
+					a->docker_host, a->mountpoint, &ct, msg,
+					sizeof(msg));
+	else
+		r = vd_drive_mount(d, a->mountpoint);
 	if (r) {
-		snprintf(msg, sizeof(msg), "%s", vd_drive_error(d));
+		if (!msg[0])
+			snprintf(msg, sizeof(msg), "%s", vd_drive_error(d));
 		goto fail;
 	}
 	if (pthread_create(&th, NULL, serve, d) != 0) {
 		snprintf(msg, sizeof(msg), "cannot start a thread");
 		goto fail;
 	}
-	/* The drive answers only when this stat comes back through it. */
-	if (stat(a->mountpoint, &st) != 0) {
+	/* The drive answers only when this stat comes back through it (in a
+	 * container, through /proc/PID/root, and the gate's EACCES counts). */
+	if (a->container ? cli_container_answers(&ct, a->mountpoint) != 0 :
+			   stat(a->mountpoint, &st) != 0) {
 		snprintf(msg, sizeof(msg), "the drive does not answer: %s",
 			 strerror(errno));
 		vd_drive_stop(d);
@@ -273,6 +322,8 @@ static int run_drive(struct mount_args *a, int status_fd)
 	snprintf(rec.source, sizeof(rec.source), "%s", a->spec);
 	snprintf(rec.mountpoint, sizeof(rec.mountpoint), "%s", a->mountpoint);
 	rec.pid = getpid();
+	if (a->container)
+		snprintf(rec.container, sizeof(rec.container), "%s", ct.label);
 	r = cli_rec_write(&rec);
 	if (r)
 		vd_log(d, "cannot record the drive in %s: %s", cli_rundir(),
