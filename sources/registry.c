@@ -5,11 +5,14 @@
 
 #include "sources.h"
 
+extern const struct vd_source vd_source_mem;
+extern const struct vd_source vd_source_dir;
 
 
 
 const struct vd_source *const vd_sources[] = {
-
+	&vd_source_mem,
+	&vd_source_dir,
 
 	NULL,
 };
