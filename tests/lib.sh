@@ -52,7 +52,8 @@ diag() {
 }
 
 # run_ok DESCRIPTION CMD...: one test line for a command, with its output
-# as diagnostics when it fails or times out (limit: VD_TIMEOUT, 300 s).
+# as diagnostics when it fails or times out (limit: VD_TIMEOUT, 300 s);
+# its "# note" lines are shown either way.
 run_ok() {
 	local desc=$1 out rc
 	shift
@@ -60,7 +61,12 @@ run_ok() {
 	rc=$?
 	[ $rc = 124 ] && out="$out
 (timed out after ${VD_TIMEOUT:-300} s)"
-	ok $rc "$desc" || diag "$(tail -n 40 <<<"$out")"
+	if ok $rc "$desc"; then
+		grep '^# note' <<<"$out"
+	else
+		diag "$(tail -n 40 <<<"$out")"
+	fi
+	return 0
 }
 
 # tap_include LABEL CMD...: run a command that prints TAP and fold its

@@ -1,0 +1,70 @@
+#!/bin/bash
+# fsx (tests/helpers/fsx.c): random writes, reads, truncates, fallocate,
+# mmap and renames of one file checked against an in-memory model, with
+# fixed seeds, on native folders and on every built-in source (mem: also
+# with writeback_cache and direct_io). VDRIVE_QUICK=1: fewer seeds/ops.
+. "$(dirname "$0")/lib.sh"
+vd_init fsx
+FSX=$VD_HELPERS/fsx
+
+if [ ! -x "$FSX" ]; then
+	skip "fsx" "$FSX not built (make)"
+	done_testing
+fi
+seeds="1 2 3 4"
+ops=10000
+if [ "$VD_QUICK" = 1 ]; then
+	seeds="1 2"
+	ops=3000
+fi
+
+# fsx_on LABEL DIR: every seed at default sizes, and one with small files
+# and odd I/O sizes that keep crossing page boundaries.
+fsx_on() {
+	local label=$1 dir=$2 s
+	for s in $seeds; do
+		run_ok "fsx $label seed $s ($ops ops)" "$FSX" -s "$s" -n "$ops" "$dir"
+	done
+	run_ok "fsx $label seed 99 (64 KiB file, I/O up to 9000 bytes)" \
+		"$FSX" -s 99 -n "$ops" -l 65536 -w 9000 "$dir"
+}
+
+ext4=$VD_TMP/ext4
+tmpfs=$VD_TMP/tmpfs
+if vd_scratch ext4 "$ext4"; then
+	mkdir -p "$ext4/native" && fsx_on "native ext4" "$ext4/native"
+else
+	skip "fsx native ext4" "cannot make a loop ext4 here (mkfs.ext4/loop device)"
+fi
+if vd_scratch tmpfs "$tmpfs"; then
+	fsx_on "native tmpfs" "$tmpfs"
+else
+	skip "fsx native tmpfs" "cannot mount tmpfs here"
+fi
+back=$tmpfs/dir-backing
+vd_mounted "$ext4" && back=$ext4/dir-backing
+
+# Each entry: KIND|EXTRA-OPTIONS.
+for v in "mem|" "mem|writeback_cache" "mem|direct_io" "dir|" "sqlite|"; do
+	kind=${v%%|*}
+	opt=${v#*|}
+	label="$kind:${opt:+ -o $opt}"
+	if ! vd_have_source "$kind"; then
+		skip "fsx on $label" "source not built ('vdrive help' does not list $kind:)"
+		continue
+	fi
+	case $kind in
+	mem) spec=mem: ;;
+	dir) mkdir -p "$back" && spec=dir:$back ;;
+	sqlite) spec=sqlite:$tmpfs/fsx.db ;;
+	esac
+	mnt=$(vd_mktemp "mnt-$kind${opt:+-$opt}")
+	if ! vd_mount "$spec" "$mnt" ${opt:+-o "$opt"}; then
+		ok 1 "mount $spec${opt:+ -o $opt}"
+		continue
+	fi
+	fsx_on "$label" "$mnt"
+	vd_umount "$mnt"
+	ok $? "unmount $label"
+done
+done_testing
