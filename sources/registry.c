@@ -7,12 +7,14 @@
 
 extern const struct vd_source vd_source_mem;
 extern const struct vd_source vd_source_dir;
+extern const struct vd_source vd_source_records;
 
 
 
 const struct vd_source *const vd_sources[] = {
 	&vd_source_mem,
 	&vd_source_dir,
+	&vd_source_records,
 
 	NULL,
 };
