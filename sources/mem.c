@@ -1747,9 +1747,7 @@ static int mem_fallocate(const struct vd_ctx *ctx, vd_node_t node,
 		goto out;
 	}
 	if (op == FALLOC_FL_PUNCH_HOLE) {
-		if (off < n->size)
-			data_punch(m, n, off,
-				   len < n->size - off ? len : n->size - off);
+		data_punch(m, n, off, len); /* past the end too, as ext4 */
 	} else {
 		/* Allocate page by page; zeroing only for ZERO_RANGE, as
 		 * fresh pages and bytes past the end are zero already. */
