@@ -128,6 +128,12 @@ static void vd_init(void *userdata, struct fuse_conn_info *conn)
 	if (d->default_permissions && d->ops.getxattr && d->ops.setxattr &&
 	    (conn->capable & FUSE_CAP_POSIX_ACL))
 		conn->want |= FUSE_CAP_POSIX_ACL;
+	/* Under a default ACL the umask must not apply, so with ACLs the
+	 * kernel leaves it to the source (ctx->umask) instead of masking the
+	 * mode before the source sees it. */
+	if ((conn->want & FUSE_CAP_POSIX_ACL) &&
+	    (conn->capable & FUSE_CAP_DONT_MASK))
+		conn->want |= FUSE_CAP_DONT_MASK;
 	if (!d->serialize && (conn->capable & FUSE_CAP_PARALLEL_DIROPS))
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
