@@ -51,8 +51,9 @@ struct rec_node {
 /* One open file: a snapshot of the content, then the caller's edits. */
 struct rec_open {
 	struct vd_jbuf buf;
-	int dirty;
+	int dirty; /* written or truncated since the last save */
 	int writable;
+	int tried; /* a save was attempted through this open */
 	struct rec_node *node;
 };
 
@@ -1190,6 +1191,7 @@ static int save(struct rec *s, struct rec_open *h)
 	if (!h->dirty)
 		return 0;
 	h->dirty = 0;
+	h->tried = 1;
 	if (h->node->writer == h)
 		h->node->writer = NULL;
 	r = commit(s, h, why, sizeof(why));
@@ -1224,10 +1226,6 @@ static int open_node(struct rec *s, struct rec_node *n, struct vd_file *fi,
 		vd_jbuf_free(&h->buf);
 		free(h);
 		return r;
-	}
-	if (trunc || n->pending) {
-		h->dirty = 1;
-		n->writer = h;
 	}
 	fi->fh = (uint64_t)(uintptr_t)h;
 	/* Content comes from the database at each open: no stale pages. */
@@ -1438,7 +1436,10 @@ static int rec_release(const struct vd_ctx *ctx, vd_node_t node,
 	struct rec_open *h = (struct rec_open *)(uintptr_t)fi->fh;
 
 	(void)node;
-	save(s, h); /* no flush came (an interrupted close): last chance */
+	/* A new file closed without a write (touch) is a row of defaults. */
+	if (h->writable && h->node->pending && !h->tried)
+		h->dirty = 1;
+	save(s, h); /* the last chance; an error here can only be logged */
 	if (h->node->writer == h)
 		h->node->writer = NULL;
 	vd_jbuf_free(&h->buf);
@@ -1494,6 +1495,15 @@ static int rec_unlink(const struct vd_ctx *ctx, vd_node_t parent,
 	return r;
 }
 
+/* A stand-in inode number for a listed entry the kernel holds no node
+ * for: readers skip entries numbered 0. Top bit set, apart from ids. */
+static ino_t list_ino(const char *table, const char *name)
+{
+	uint64_t h = hash_bytes(14695981039346656037ull, table, strlen(table) + 1);
+
+	return (ino_t)(hash_bytes(h, name, strlen(name)) | 1ull << 63);
+}
+
 /* Names in the root: tables as folders, then (option csv) TABLE.csv. */
 static int list_root(struct rec *s, off_t off, vd_fill_fn fill, void *buf)
 {
@@ -1523,6 +1533,7 @@ static int list_root(struct rec *s, off_t off, vd_fill_fn fill, void *buf)
 				vd_jbuf_add(&nm, ".csv", 4);
 			memset(&sb, 0, sizeof(sb));
 			sb.st_mode = pass ? S_IFREG : S_IFDIR;
+			sb.st_ino = nm.p ? list_ino("", nm.p) : 1;
 			if (nm.len <= REC_NAME_MAX && !nm.oom && fill(buf, nm.p, 0, &sb, i))
 				r = 1;
 			vd_jbuf_free(&nm);
@@ -1561,8 +1572,10 @@ static int list_table(struct rec *s, const struct rec_table *t, off_t off,
 		i++;
 		memset(&sb, 0, sizeof(sb));
 		sb.st_mode = S_IFREG;
-		if (row_name(&nm, sqlite3_column_value(st, 0)) == 0 && !nm.oom)
+		if (row_name(&nm, sqlite3_column_value(st, 0)) == 0 && !nm.oom) {
+			sb.st_ino = list_ino(t->name, nm.p);
 			full = fill(buf, nm.p, 0, &sb, i);
+		}
 		vd_jbuf_free(&nm);
 		if (full)
 			break;
@@ -1590,6 +1603,7 @@ static int rec_readdir(const struct vd_ctx *ctx, vd_node_t node,
 		goto out;
 	memset(&sb, 0, sizeof(sb));
 	sb.st_mode = S_IFDIR;
+	sb.st_ino = node;
 	if ((off > 0 || !fill(buf, ".", 0, &sb, 1)) &&
 	    (off > 1 || !fill(buf, "..", 0, &sb, 2))) {
 		if (n->kind == REC_ROOT)
