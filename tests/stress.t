@@ -1,0 +1,82 @@
+#!/bin/bash
+# mtstress (tests/helpers/mtstress.c): 16 threads creating, writing,
+# reading back, renaming and removing files and folders in private and
+# shared folders at once, then the tree checked against what the threads
+# think exists. On native ext4 (the reference) and every built-in source;
+# mem: also without kernel caching, so every lookup reaches the source.
+# Two fsx runs share the drive meanwhile. VDRIVE_QUICK=1: shorter.
+. "$(dirname "$0")/lib.sh"
+vd_init stress
+MT=$VD_HELPERS/mtstress
+FSX=$VD_HELPERS/fsx
+
+if [ ! -x "$MT" ] || [ ! -x "$FSX" ]; then
+	skip "stress" "$MT or $FSX not built (make)"
+	done_testing
+fi
+ops=3000
+seeds="1 2"
+if [ "$VD_QUICK" = 1 ]; then
+	ops=1000
+	seeds=1
+fi
+
+# stress_on LABEL DIR: mtstress per seed, then mtstress beside two fsx.
+stress_on() {
+	local label=$1 dir=$2 s p1 p2 r1 r2
+	for s in $seeds; do
+		mkdir -p "$dir/mt$s"
+		run_ok "mtstress $label: 16 threads x $ops ops, seed $s" \
+			"$MT" -t 16 -n "$ops" -s "$s" "$dir/mt$s"
+		rmdir "$dir/mt$s" 2>/dev/null
+	done
+	mkdir -p "$dir/mix" "$dir/fsx1" "$dir/fsx2"
+	timeout -k 10 300 "$FSX" -s 11 -n 3000 "$dir/fsx1" >"$VD_TMP/fsx1.out" 2>&1 &
+	p1=$!
+	timeout -k 10 300 "$FSX" -s 12 -n 3000 -l 65536 -w 5000 "$dir/fsx2" >"$VD_TMP/fsx2.out" 2>&1 &
+	p2=$!
+	run_ok "mtstress $label: 8 threads beside two fsx" \
+		"$MT" -t 8 -n "$ops" -s 3 "$dir/mix"
+	wait $p1
+	r1=$?
+	wait $p2
+	r2=$?
+	ok $r1 "fsx $label seed 11 beside mtstress" || diag "$(tail -n 30 "$VD_TMP/fsx1.out")"
+	ok $r2 "fsx $label seed 12 beside mtstress" || diag "$(tail -n 30 "$VD_TMP/fsx2.out")"
+}
+
+ext4=$VD_TMP/ext4
+if vd_scratch ext4 "$ext4"; then
+	mkdir -p "$ext4/native" && stress_on "native ext4" "$ext4/native"
+else
+	skip "stress native ext4" "cannot make a loop ext4 here (mkfs.ext4/loop device)"
+fi
+back=$ext4/dir-backing
+if ! vd_mounted "$ext4"; then
+	vd_scratch tmpfs "$VD_TMP/tmpfs" && back=$VD_TMP/tmpfs/dir-backing
+fi
+
+# Each entry: KIND|EXTRA-OPTIONS.
+for v in "mem|" "mem|entry_timeout=0,attr_timeout=0,negative_timeout=0" "dir|" "sqlite|"; do
+	kind=${v%%|*}
+	opt=${v#*|}
+	label="$kind:${opt:+ -o $opt}"
+	if ! vd_have_source "$kind"; then
+		skip "stress on $label" "source not built ('vdrive help' does not list $kind:)"
+		continue
+	fi
+	case $kind in
+	mem) spec=mem: ;;
+	dir) mkdir -p "$back" && spec=dir:$back ;;
+	sqlite) spec=sqlite:$(dirname "$back")/stress.db ;;
+	esac
+	mnt=$(vd_mktemp "mnt-$kind${opt:+-nocache}")
+	if ! vd_mount "$spec" "$mnt" ${opt:+-o "$opt"}; then
+		ok 1 "mount $spec${opt:+ -o $opt}"
+		continue
+	fi
+	stress_on "$label" "$mnt"
+	vd_umount "$mnt"
+	ok $? "unmount $label"
+done
+done_testing
