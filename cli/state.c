@@ -185,7 +185,21 @@ bool cli_is_mountpoint(const char *path)
 	return found;
 }
 
+/* A zombie is dead too: a drive whose parent exited may wait unreaped. */
 bool cli_pid_alive(pid_t pid)
 {
-	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+	char path[64], buf[512], *p;
+	FILE *f;
+	bool alive = false;
+
+	if (pid <= 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return kill(pid, 0) == 0 || errno == EPERM;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1])
+		alive = p[2] != 'Z' && p[2] != 'X';
+	fclose(f);
+	return alive;
 }

@@ -24,21 +24,25 @@ ok() { # ok COND-EXIT-STATUS DESCRIPTION
 	if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fails=$((fails + 1)); fi
 }
 mounted() { grep -q " $1 " /proc/self/mountinfo; }
+# Zombies count as gone: the drive's parent exits, so nobody may reap it.
+alive() { [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" | grep -q '^[ZX]'; }
 
-# expect_fail DESC PATTERN CMD...: non-zero exit, message matches, no mount left
+# expect_fail DESC PATTERN CMD...: non-zero exit, message matches, no mount added
 expect_fail() {
 	local desc=$1 pat=$2
 	shift 2
-	local out rc
+	local out rc before after
+	before=$(grep -c " $T/" /proc/self/mountinfo)
 	out=$("$@" 2>&1)
 	rc=$?
-	[ $rc -ne 0 ] && grep -qiE "$pat" <<<"$out" && ! mounted "$T/m1"
+	after=$(grep -c " $T/" /proc/self/mountinfo)
+	[ $rc -ne 0 ] && grep -qiE "$pat" <<<"$out" && [ "$before" = "$after" ]
 	local r=$?
 	ok $r "$desc"
 	[ $r = 0 ] || echo "# rc=$rc output: $out"
 }
 
-echo "1..22"
+echo "1..23"
 "$V" help >/dev/null; ok $? "help exits 0"
 "$V" mount --help | grep -q "usage: vdrive mount"; ok $? "mount --help shows usage"
 "$V" help | grep -q "^  mem:"; ok $? "help lists the mem: source"
@@ -62,11 +66,15 @@ mounted "$T/m1" && echo hi > "$T/m1/f" && [ "$(cat "$T/m1/f")" = hi ]; ok $? "th
 expect_fail "already mounted" "already a mount point" "$V" mount mem: "$T/m1"
 "$V" list --json | grep -q "\"name\": \"one\".*\"mountpoint\": \"$T/m1\".*\"state\": \"running\""; ok $? "list --json shows the drive"
 pid=$(sed -n 's/^pid=//p' "$VDRIVE_RUNDIR/drives/one")
-"$V" unmount one && ! mounted "$T/m1" && ! kill -0 "$pid" 2>/dev/null && [ ! -e "$VDRIVE_RUNDIR/drives/one" ]
+"$V" unmount one && ! mounted "$T/m1" && ! alive "$pid" && [ ! -e "$VDRIVE_RUNDIR/drives/one" ]
 ok $? "unmount by name stops the process, unmounts, removes the record"
 
 "$V" mount mem: "$T/m2" --name two && pid=$(sed -n 's/^pid=//p' "$VDRIVE_RUNDIR/drives/two") && kill -9 "$pid"
 sleep 0.2
 "$V" list | grep -q "two .*dead"; ok $? "a killed drive is listed as dead"
 "$V" unmount "$T/m2" && ! mounted "$T/m2" && [ ! -e "$VDRIVE_RUNDIR/drives/two" ]; ok $? "unmount clears a dead drive's mount and record"
+
+"$V" mount mem: "$T/m2" --name three && pid=$(sed -n 's/^pid=//p' "$VDRIVE_RUNDIR/drives/three") && kill -STOP "$pid"
+timeout 60 "$V" unmount three && ! mounted "$T/m2" && ! alive "$pid"
+ok $? "unmount clears a hung (stopped) drive"
 echo "# $fails failed"
