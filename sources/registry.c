@@ -9,7 +9,6 @@ extern const struct vd_source vd_source_mem;
 extern const struct vd_source vd_source_dir;
 extern const struct vd_source vd_source_records;
 extern const struct vd_source vd_source_gen;
-extern const struct vd_source vd_source_gen;
 extern const struct vd_source vd_source_sqlite;
 
 
@@ -18,7 +17,6 @@ const struct vd_source *const vd_sources[] = {
 	&vd_source_mem,
 	&vd_source_dir,
 	&vd_source_records,
-	&vd_source_gen,
 	&vd_source_gen,
 	&vd_source_sqlite,
 
