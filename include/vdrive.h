@@ -87,7 +87,11 @@ struct vd_file {
 	unsigned int nonseekable : 1;
 	unsigned int cache_readdir : 1;
 	unsigned int writepage : 1;   /* in: a write from the page cache */
-	unsigned int reserved_bits : 27;
+	/* in (readdir): the kernel wants attributes and nodes (READDIRPLUS);
+	 * when 0 the library ignores the nodes given to fill, so a source
+	 * can skip finding them (and must not count on their forget). */
+	unsigned int readdirplus : 1;
+	unsigned int reserved_bits : 26;
 	/*
 	 * out (open/create): a descriptor of a real file holding the same
 	 * bytes, for kernel FUSE passthrough. When the library and kernel

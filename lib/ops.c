@@ -745,6 +745,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	mkctx(&c, req);
 	from_fi(&vf, fi);
+	vf.readdirplus = plus;
 	if (plus)
 		pthread_rwlock_rdlock(&d->forget_lock);
 	r = CALL(d, d->ops.readdir(&c, NODE(d, ino), &vf, off, fill, &b));

@@ -908,17 +908,30 @@ static int dir_opendir(const struct vd_ctx *ctx, vd_node_t node,
 	return 0;
 }
 
-/* List from off: entries come from getdents64 with node 0, their type
- * and inode number; the offset of each is the backing d_off. */
+static bool is_dot(const char *name)
+{
+	return name[0] == '.' &&
+	       (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
+}
+
+/*
+ * List from off; the offset of each entry is the backing d_off. A plain
+ * listing hands node 0 with the type and inode number from getdents64;
+ * READDIRPLUS also finds each entry's node and attributes, which saves
+ * the kernel a LOOKUP per entry for `ls -l`. A node made for an entry
+ * that no longer fits the buffer stays in the table unreferenced until
+ * a later lookup hands it out (and its forget frees it).
+ */
 static int dir_readdir(const struct vd_ctx *ctx, vd_node_t node,
 		       struct vd_file *fi, off_t off, vd_fill_fn fill,
 		       void *buf)
 {
+	struct dir_src *s = SRC(ctx);
 	struct dir_handle *h = (struct dir_handle *)(uintptr_t)fi->fh;
 	struct stat st;
 	int r = 0;
 
-	(void)ctx, (void)node;
+	(void)node;
 	pthread_mutex_lock(&h->lock);
 	if (off != h->next) {
 		if (lseek(h->fd, off, SEEK_SET) < 0) {
@@ -928,7 +941,6 @@ static int dir_readdir(const struct vd_ctx *ctx, vd_node_t node,
 		h->next = off;
 		h->pos = h->len = 0;
 	}
-	memset(&st, 0, sizeof(st));
 	for (;;) {
 		if (h->pos >= h->len) {
 			long n = syscall(SYS_getdents64, h->fd, h->buf,
@@ -943,9 +955,15 @@ static int dir_readdir(const struct vd_ctx *ctx, vd_node_t node,
 			h->pos = 0;
 		}
 		struct linux_dirent64 *e = (void *)(h->buf + h->pos);
-		st.st_ino = e->d_ino;
-		st.st_mode = DTTOIF(e->d_type);
-		if (fill(buf, e->d_name, 0, &st, e->d_off))
+		struct dnode *n = NULL;
+		if (!fi->readdirplus || is_dot(e->d_name) ||
+		    node_at(s, h->fd, e->d_name, &n, &st) != 0) {
+			memset(&st, 0, sizeof(st));
+			st.st_ino = e->d_ino;
+			st.st_mode = DTTOIF(e->d_type);
+			n = NULL;
+		}
+		if (fill(buf, e->d_name, n ? ID(s, n) : 0, &st, e->d_off))
 			break;
 		h->pos += e->d_reclen;
 		h->next = e->d_off;

@@ -79,6 +79,8 @@ static int make_file(vd_node_t parent, const char *name, mode_t mode,
 
 struct listing {
 	char names[64][64];
+	vd_node_t nodes[64];
+	off_t sizes[64];
 	ino_t inos[64];
 	off_t offs[64];
 	int n, room;
@@ -89,10 +91,11 @@ static int collect(void *buf, const char *name, vd_node_t node,
 {
 	struct listing *l = buf;
 
-	(void)node;
 	if (l->room-- == 0 || l->n == 64)
 		return 1;
 	snprintf(l->names[l->n], 64, "%s", name);
+	l->nodes[l->n] = node;
+	l->sizes[l->n] = st->st_size;
 	l->inos[l->n] = st->st_ino;
 	l->offs[l->n] = next;
 	l->n++;
@@ -331,6 +334,26 @@ static void test_readdir(void)
 		seen += has_name(&part, l.names[i]) << (i >= 4 ? 4 : 0);
 	ok(seen == 3 << 4, "readdir from a saved offset resumes there (%x)",
 	   seen);
+	memset(&part, 0, sizeof(part));
+	part.room = 1000;
+	fi.readdirplus = 1;
+	ops->readdir(&ctx, dnode, &fi, 0, collect, &part);
+	fi.readdirplus = 0;
+	seen = 0;
+	for (int i = 0; i < part.n; i++) {
+		vd_node_t m = 0;
+		if (part.names[i][0] == '.')
+			seen += part.nodes[i] == 0;
+		else if (ops->lookup(&ctx, dnode, part.names[i], &m, &st) == 0)
+			seen += m == part.nodes[i] && m != 0 &&
+				part.sizes[i] == st.st_size;
+	}
+	ok(part.n == 8 && seen == 8,
+	   "readdirplus hands the nodes and attributes lookup would");
+	for (int i = 0; i < part.n; i++) {
+		if (part.nodes[i])
+			ops->forget(ctx.data, part.nodes[i]);
+	}
 	ok(ops->fsyncdir(&ctx, dnode, 0, &fi) == 0, "fsyncdir");
 	ops->releasedir(&ctx, dnode, &fi);
 	ok(ops->rmdir(&ctx, VD_ROOT, "d") == -ENOTEMPTY,
