@@ -26,7 +26,7 @@ stress_on() {
 	local label=$1 dir=$2 s p1 p2 r1 r2
 	for s in $seeds; do
 		mkdir -p "$dir/mt$s"
-		run_ok "mtstress $label: 16 threads x $ops ops, seed $s" \
+		run_ok "mtstress on $label 16 threads x $ops ops, seed $s" \
 			"$MT" -t 16 -n "$ops" -s "$s" "$dir/mt$s"
 		rmdir "$dir/mt$s" 2>/dev/null
 	done
@@ -35,7 +35,7 @@ stress_on() {
 	p1=$!
 	timeout -k 10 300 "$FSX" -s 12 -n 3000 -l 65536 -w 5000 "$dir/fsx2" >"$VD_TMP/fsx2.out" 2>&1 &
 	p2=$!
-	run_ok "mtstress $label: 8 threads beside two fsx" \
+	run_ok "mtstress on $label 8 threads beside two fsx" \
 		"$MT" -t 8 -n "$ops" -s 3 "$dir/mix"
 	wait $p1
 	r1=$?

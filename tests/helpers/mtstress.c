@@ -72,9 +72,12 @@ __attribute__((format(printf, 2, 3))) static int fail(struct thread *t,
 	pthread_mutex_lock(&fail_lock);
 	if (!failed) {
 		failed = 1;
-		printf("not ok 1 - mtstress: %d threads x %ld ops (seed %lu)\n"
-		       "# thread %d, op %ld: ",
-		       nthreads, nops, seed, t ? t->id : -1, t ? t->ops : 0);
+		printf("not ok 1 - mtstress: %d threads x %ld ops (seed %lu)\n",
+		       nthreads, nops, seed);
+		if (t)
+			printf("# thread %d, op %ld: ", t->id, t->ops);
+		else
+			printf("# final check: ");
 		va_start(ap, fmt);
 		vprintf(fmt, ap);
 		va_end(ap);
