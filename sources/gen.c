@@ -250,7 +250,7 @@ static int parse_line(struct gen *g, char *line, struct gen_node *def,
 {
 	char *p = line, *path, *kind, *w, *comp;
 	struct gen_node opts = *def;
-	size_t dir = 0, i, full;
+	size_t dir = 0, i = 0, full;
 	int r;
 
 	path = next_word(&p);
@@ -294,6 +294,8 @@ static int parse_line(struct gen *g, char *line, struct gen_node *def,
 		return *why = "unknown ${variable} in template", -EINVAL;
 	while (*path == '/')
 		path++;
+	if (!*path)
+		return *why = "bad path", -EINVAL;
 	for (comp = path; *comp;) {
 		char *slash = strchr(comp, '/');
 		size_t len = slash ? (size_t)(slash - comp) : strlen(comp);
@@ -318,8 +320,6 @@ static int parse_line(struct gen *g, char *line, struct gen_node *def,
 			return -ENOMEM;
 		break;
 	}
-	if (!*path)
-		return *why = "bad path", -EINVAL;
 	full = strlen(path);
 	g->n[i].kind = strcmp(kind, "cmd") ? GEN_TEMPLATE : GEN_CMD;
 	g->n[i].text = strdup(p);

@@ -953,6 +953,21 @@ static const char *aff_name(char aff)
 	}
 }
 
+/* Whether key is an integer written the one way SQLite writes it. */
+static int is_int_key(const struct vd_jbuf *key)
+{
+	char canon[32];
+	long long v;
+	char *end;
+
+	if (!key->len || key->len >= sizeof(canon))
+		return 0;
+	errno = 0;
+	v = strtoll(key->p, &end, 10);
+	snprintf(canon, sizeof(canon), "%lld", v);
+	return !errno && !*end && !strcmp(canon, key->p);
+}
+
 /*
  * Bind the key of a new row from its file name: an integer for integer
  * keys (the name must be a plain integer), text otherwise, so that the
@@ -1272,7 +1287,12 @@ static int rec_create(const struct vd_ctx *ctx, vd_node_t parent,
 		r = -EINVAL;
 	} else if (!(r = table_load(s, p->table, &t))) {
 		r = row_find(s, &t, name, &probe);
-		if (r == 0) {
+		if (r == -ENOENT && (t.key < 0 || t.aff[t.key] == 'I') &&
+		    !is_int_key(&key)) {
+			vd_log(s->drive, "records: %s/%s: the key must be an integer",
+			       p->table, name);
+			r = -EINVAL;
+		} else if (r == 0) {
 			r = -EEXIST;
 		} else if (r == -ENOENT) {
 			n = node_make(s, REC_ROW, t.name, name);
