@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -48,6 +49,7 @@
 #define MEM_XATTR_SIZE_MAX 65536
 #define MEM_DIRENT_SIZE 20 /* st_size per folder entry, as tmpfs */
 #define MEM_FIRST_COOKIE 3 /* 1 and 2 follow "." and ".." */
+#define MEM_TRIM_BYTES ((uint64_t)32 << 20)
 
 #define ACL_ACCESS "system.posix_acl_access"
 #define ACL_DEFAULT "system.posix_acl_default"
@@ -130,6 +132,7 @@ struct mem {
 	uint64_t nnodes;
 	uint64_t limit; /* bytes of file data allowed */
 	uint64_t used;  /* bytes of file data held */
+	uint64_t freed; /* bytes of pages freed since the last malloc_trim */
 };
 
 /* The current time, for timestamps. */
@@ -144,6 +147,22 @@ static struct timespec now(void)
 static struct mem *mem_of(const struct vd_ctx *ctx)
 {
 	return ctx->data;
+}
+
+/*
+ * Drop the write lock. Once enough pages were freed, hand the memory back
+ * to the system: malloc keeps freed heap memory, and a RAM drive whose
+ * files are deleted should shrink.
+ */
+static void wunlock(struct mem *m)
+{
+	bool trim = m->freed >= MEM_TRIM_BYTES;
+
+	if (trim)
+		m->freed = 0;
+	pthread_rwlock_unlock(&m->lock);
+	if (trim)
+		malloc_trim(0);
 }
 
 static struct mem_node *node_of(struct mem *m, vd_node_t h)
@@ -305,6 +324,7 @@ static bool radix_free(struct mem *m, struct mem_node *f, struct mem_radix *r,
 		if (level == 0) {
 			struct mem_page *p = r->slot[i];
 			m->used -= p->cap;
+			m->freed += p->cap;
 			f->u.file.alloc -= p->cap;
 			free(p);
 			r->slot[i] = NULL;
@@ -995,7 +1015,7 @@ static void mem_forget(void *data, vd_node_t node)
 	pthread_rwlock_wrlock(&m->lock);
 	n->referenced = false;
 	node_put(m, n);
-	pthread_rwlock_unlock(&m->lock);
+	wunlock(m);
 }
 
 static int mem_getattr(const struct vd_ctx *ctx, vd_node_t node,
@@ -1062,7 +1082,7 @@ static int mem_setattr(const struct vd_ctx *ctx, vd_node_t node,
 	n->ctime = (to_set & VD_SET_CTIME) ? st->st_ctim : t;
 	fill_stat(n, st);
 out:
-	pthread_rwlock_unlock(&m->lock);
+	wunlock(m);
 	return r;
 }
 
@@ -1194,7 +1214,7 @@ static int mem_unlink(const struct vd_ctx *ctx, vd_node_t parent,
 		dir->mtime = dir->ctime = t;
 		node_put(m, n);
 	}
-	pthread_rwlock_unlock(&m->lock);
+	wunlock(m);
 	return r;
 }
 
@@ -1227,7 +1247,7 @@ static int mem_rmdir(const struct vd_ctx *ctx, vd_node_t parent,
 		dir->mtime = dir->ctime = t;
 		node_put(m, n);
 	}
-	pthread_rwlock_unlock(&m->lock);
+	wunlock(m);
 	return r;
 }
 
@@ -1335,7 +1355,7 @@ static int mem_rename(const struct vd_ctx *ctx, vd_node_t parent,
 	td->mtime = td->ctime = t;
 	node_put(m, victim);
 out:
-	pthread_rwlock_unlock(&m->lock);
+	wunlock(m);
 	return r;
 }
 
@@ -1374,20 +1394,31 @@ out:
 	return r;
 }
 
+/*
+ * Open: count it (an unlinked file lives while open) and truncate for
+ * O_TRUNC, which the kernel passes here (atomic_o_trunc).
+ */
 static int mem_open(const struct vd_ctx *ctx, vd_node_t node,
 		    struct vd_file *fi)
 {
 	struct mem *m = mem_of(ctx);
 	struct mem_node *n = node_of(m, node);
+
+	/* Every change reaches the data through this kernel, so what it
+	 * cached from an earlier open is still right. */
+	if (!fi->direct_io)
+		fi->keep_cache = 1;
 	if (fi->flags & O_TRUNC) {
 		pthread_rwlock_wrlock(&m->lock);
 		if (S_ISREG(n->mode)) {
 			data_truncate(m, n, 0);
 			n->mtime = n->ctime = now();
 		}
-	} else {
-		pthread_rwlock_rdlock(&m->lock);
+		n->opens++;
+		wunlock(m);
+		return 0;
 	}
+	pthread_rwlock_rdlock(&m->lock);
 	__atomic_add_fetch(&n->opens, 1, __ATOMIC_RELAXED);
 	pthread_rwlock_unlock(&m->lock);
 	return 0;
@@ -1490,7 +1521,7 @@ static int close_node(const struct vd_ctx *ctx, vd_node_t node)
 	pthread_rwlock_wrlock(&m->lock);
 	n->opens--;
 	node_put(m, n);
-	pthread_rwlock_unlock(&m->lock);
+	wunlock(m);
 	return 0;
 }
 
@@ -1773,7 +1804,7 @@ static int mem_fallocate(const struct vd_ctx *ctx, vd_node_t node,
 		n->mtime = now();
 	n->ctime = now();
 out:
-	pthread_rwlock_unlock(&m->lock);
+	wunlock(m);
 	return r;
 }
 
@@ -1882,7 +1913,7 @@ static int64_t mem_copy_file_range(const struct vd_ctx *ctx, vd_node_t in,
 	if (done)
 		dst->mtime = dst->ctime = now();
 out:
-	pthread_rwlock_unlock(&m->lock);
+	wunlock(m);
 	free(bounce);
 	return done ? done : r;
 }
