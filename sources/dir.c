@@ -531,12 +531,17 @@ static int with_caller(const struct vd_ctx *ctx, struct mk m)
 	return r;
 }
 
-/* Open flags for the backing file: no creation bits, no O_DIRECT (the
- * library's buffers are not aligned), and read access added to
- * write-only opens so a writeback cache can read around partial pages. */
+/*
+ * Open flags for the backing file: no creation bits, no O_DIRECT (the
+ * library's buffers are not aligned), no O_APPEND (the kernel already
+ * passes the end as the offset, and with a writeback cache it writes
+ * pages back at their own offsets through any open), and read access
+ * added to write-only opens so a writeback cache can read around
+ * partial pages.
+ */
 static int backing_flags(int flags)
 {
-	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT);
+	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_APPEND);
 	if ((flags & O_ACCMODE) == O_WRONLY)
 		flags = (flags & ~O_ACCMODE) | O_RDWR;
 	return flags | O_CLOEXEC;
