@@ -62,6 +62,7 @@ enum {
 	S_CHUNKS,
 	S_CHUNKLEN,
 	S_PUTCHUNK,
+	S_ALLOCCHUNK,
 	S_NEXTCHUNK,
 	S_GETX,
 	S_PUTX,
@@ -110,6 +111,8 @@ static const char *const sq_sql[S_COUNT] = {
 		       " AND idx=?2",
 	[S_PUTCHUNK] = "INSERT OR REPLACE INTO chunks(ino,idx,data)"
 		       " VALUES(?1,?2,?3)",
+	[S_ALLOCCHUNK] = "INSERT OR IGNORE INTO chunks(ino,idx,data)"
+			 " VALUES(?1,?2,zeroblob(?3))",
 	[S_NEXTCHUNK] = "SELECT idx FROM chunks WHERE ino=?1 AND idx>=?2"
 			" ORDER BY idx",
 	[S_GETX] = "SELECT value FROM xattrs WHERE ino=?1 AND name=?2",
@@ -676,6 +679,32 @@ static int zero_range(struct sq *s, struct sq_attr *a, int64_t off,
 		r = put_chunk(s, a->ino, idx, s->buf, n);
 	}
 	return r;
+}
+
+/*
+ * fallocate proper: store zeros in the holes of [off, off+len) so that
+ * the space is really taken (and ENOSPC shows now, not on a later write).
+ */
+static int alloc_range(struct sq *s, struct sq_attr *a, int64_t off,
+		       int64_t len)
+{
+	int64_t end = off + len;
+
+	for (int64_t idx = off / s->cs; idx <= (end - 1) / s->cs; idx++) {
+		int64_t n = end - idx * s->cs < s->cs ? end - idx * s->cs : s->cs;
+		sqlite3_stmt *q = q_ino(s, S_ALLOCCHUNK, a->ino);
+		int r;
+
+		sqlite3_bind_int64(q, 2, idx);
+		sqlite3_bind_int64(q, 3, n);
+		r = run(s, q);
+		if (r)
+			return r;
+		if (sqlite3_changes(s->db))
+			a->used += n;
+	}
+	s->txn_bytes += len;
+	return 0;
 }
 
 /* Is anc the folder dir or one of the folders above it? */
@@ -1743,7 +1772,11 @@ static int do_fallocate(struct sq *s, vd_node_t node, int mode, off_t off,
 			return r;
 		a.mtime = a.ctime = now_ns();
 	}
-	/* Allocation itself is a no-op: chunks are made on write. */
+	if (!(mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))) {
+		r = alloc_range(s, &a, off, len);
+		if (r)
+			return r;
+	}
 	if (!(mode & FALLOC_FL_KEEP_SIZE) && off + len > a.size) {
 		a.size = off + len;
 		a.mtime = a.ctime = now_ns();
@@ -2073,7 +2106,6 @@ static int open_db(struct sq *s, char *err, size_t errlen)
 	r = exec_sql(s,
 		     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 		     " PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"
-		     " PRAGMA mmap_size=1073741824;"
 		     " PRAGMA journal_size_limit=67108864",
 		     err, errlen);
 	if (r)
