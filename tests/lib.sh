@@ -64,9 +64,18 @@ run_ok() {
 	if ok $rc "$desc"; then
 		grep '^# note' <<<"$out"
 	else
-		diag "$(tail -n 40 <<<"$out")"
+		diag "$(_vd_clip <<<"$out")"
 	fi
 	return 0
+}
+
+# _vd_clip: stdin, cut to its first 20 and last 30 lines when longer.
+_vd_clip() {
+	awk '{ l[NR] = $0 } END {
+		for (i = 1; i <= NR; i++)
+			if (NR <= 50 || i <= 20 || i > NR - 30) print l[i]
+			else if (i == 21) print "... (" NR - 50 " lines cut)"
+	}'
 }
 
 # tap_include LABEL CMD...: run a command that prints TAP and fold its
@@ -196,6 +205,15 @@ vd_umount() {
 	! vd_mounted "$mnt"
 }
 
+# _vd_alive PID: true while PID runs. An exited process that no one has
+# reaped yet (a zombie: PID 1 may reap late) counts as gone.
+_vd_alive() {
+	local st
+	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+	st=${st%% *}
+	[ -n "$st" ] && [ "$st" != Z ]
+}
+
 # Unmount everything we mounted (newest first), kill drive processes we
 # started, list what is still mounted under VD_TMP. Returns 1 if any.
 _vd_cleanup() {
@@ -205,11 +223,15 @@ _vd_cleanup() {
 	done
 	VD_MOUNTS=()
 	for pid in "${VD_PIDS[@]}"; do
-		kill -0 "$pid" 2>/dev/null || continue
+		for ((i = 0; i < 50; i++)); do
+			_vd_alive "$pid" || break
+			sleep 0.1
+		done
+		_vd_alive "$pid" || continue
 		kill -TERM "$pid" 2>/dev/null
 		sleep 0.5
-		kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-		diag "drive process $pid was still running after unmount"
+		_vd_alive "$pid" && kill -KILL "$pid" 2>/dev/null
+		diag "drive process $pid was still running 5 s after unmount"
 		left=1
 	done
 	VD_PIDS=()

@@ -58,7 +58,7 @@ struct fsx_op {
 	long size_after;
 };
 
-#define LOG_KEEP 60
+#define LOG_KEEP 30
 
 static uint64_t rng_state;
 static char *model, *buf, *got;

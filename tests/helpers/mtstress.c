@@ -551,8 +551,10 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < nthreads; i++)
 		pthread_join(ts[i].tid, NULL);
-	if (failed || check_tree(ts) || remove_tree(ts))
+	if (failed || check_tree(ts) || remove_tree(ts)) {
+		free(ts);
 		return 1;
+	}
 	printf("ok 1 - mtstress: %d threads x %ld ops (seed %lu), tree "
 	       "consistent and removed\n",
 	       nthreads, nops, seed);
