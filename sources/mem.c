@@ -102,15 +102,15 @@ struct mem_node {
 	dev_t rdev;
 	off_t size;
 	struct timespec atime, mtime, ctime;
-	uint32_t opens;  /* opens and opendirs not yet released */
+	uint32_t opens;	 /* opens and opendirs not yet released */
 	bool referenced; /* the kernel may hold it: handed out, not forgotten */
-	bool linkable;   /* an O_TMPFILE file that link() may still name */
+	bool linkable;	 /* an O_TMPFILE file that link() may still name */
 	struct mem_xattr *xattrs;
 	union {
 		struct {
 			struct mem_radix *root;
 			unsigned int height; /* levels below root; 0: empty */
-			uint64_t alloc;      /* bytes held by pages */
+			uint64_t alloc;	     /* bytes held by pages */
 		} file;
 		struct {
 			struct mem_node *parent; /* NULL once removed */
@@ -131,7 +131,7 @@ struct mem {
 	uint64_t next_ino;
 	uint64_t nnodes;
 	uint64_t limit; /* bytes of file data allowed */
-	uint64_t used;  /* bytes of file data held */
+	uint64_t used;	/* bytes of file data held */
 	uint64_t freed; /* bytes of pages freed since the last malloc_trim */
 };
 
@@ -387,7 +387,8 @@ static void data_read(struct mem_node *f, char *buf, size_t size, off_t off)
 	while (size) {
 		size_t in = (size_t)(off & (MEM_PAGE - 1));
 		size_t chunk = (size_t)MEM_PAGE - in, have = 0;
-		struct mem_page *p = page_get(f, (uint64_t)off >> MEM_PAGE_SHIFT);
+		struct mem_page *p =
+			page_get(f, (uint64_t)off >> MEM_PAGE_SHIFT);
 
 		if (chunk > size)
 			chunk = size;
@@ -403,8 +404,9 @@ static void data_read(struct mem_node *f, char *buf, size_t size, off_t off)
 }
 
 /*
- * Store buf at [off, off+size) of f, allocating pages. Returns the count stored: short only when a page
- * could not be had, -errno when nothing was stored.
+ * Store buf at [off, off+size) of f, allocating pages. Returns the count
+ * stored: short only when a page could not be had, -errno when nothing was
+ * stored.
  */
 static ssize_t data_write(struct mem *m, struct mem_node *f, const char *buf,
 			  size_t size, off_t off)
@@ -452,7 +454,8 @@ static void data_punch(struct mem *m, struct mem_node *f, off_t off, off_t len)
 		return;
 	}
 	if (off & (MEM_PAGE - 1))
-		zero_part(f, off, (size_t)(((off_t)first << MEM_PAGE_SHIFT) - off));
+		zero_part(f, off,
+			  (size_t)(((off_t)first << MEM_PAGE_SHIFT) - off));
 	if (end & (MEM_PAGE - 1))
 		zero_part(f, (off_t)stop << MEM_PAGE_SHIFT,
 			  (size_t)(end & (MEM_PAGE - 1)));
@@ -468,7 +471,8 @@ static void data_truncate(struct mem *m, struct mem_node *f, off_t size)
 		off_t tail = (size | (MEM_PAGE - 1)) + 1;
 		if (size & (MEM_PAGE - 1))
 			data_punch(m, f, size, tail - size);
-		pages_free(m, f, (uint64_t)(size + MEM_PAGE - 1) >> MEM_PAGE_SHIFT,
+		pages_free(m, f,
+			   (uint64_t)(size + MEM_PAGE - 1) >> MEM_PAGE_SHIFT,
 			   UINT64_MAX);
 	}
 	f->size = size;
@@ -531,7 +535,8 @@ static int dent_add(struct mem *m, struct mem_node *dir, const char *name,
 		return -ENOMEM;
 	if (dir->u.dir.n == dir->u.dir.cap) {
 		size_t cap = dir->u.dir.cap ? dir->u.dir.cap * 2 : 8;
-		struct mem_dslot *s = realloc(dir->u.dir.slots, cap * sizeof(*s));
+		struct mem_dslot *s =
+			realloc(dir->u.dir.slots, cap * sizeof(*s));
 		if (!s) {
 			free(d);
 			return -ENOMEM;
@@ -729,7 +734,8 @@ static void acl_set_perm(char *value, int i, uint16_t perm)
 	struct acl_entry e;
 
 	perm = htole16(perm);
-	memcpy(value + 4 + (size_t)i * sizeof(e) + offsetof(struct acl_entry, perm),
+	memcpy(value + 4 + (size_t)i * sizeof(e) +
+		       offsetof(struct acl_entry, perm),
 	       &perm, sizeof(perm));
 }
 
@@ -1130,8 +1136,8 @@ static int make(const struct vd_ctx *ctx, vd_node_t parent, const char *name,
 }
 
 static int mem_mknod(const struct vd_ctx *ctx, vd_node_t parent,
-		     const char *name, mode_t mode, dev_t rdev,
-		     vd_node_t *node, struct stat *st)
+		     const char *name, mode_t mode, dev_t rdev, vd_node_t *node,
+		     struct stat *st)
 {
 	switch (mode & S_IFMT) {
 	case 0:
@@ -1143,7 +1149,8 @@ static int mem_mknod(const struct vd_ctx *ctx, vd_node_t parent,
 		break;
 	case S_IFCHR:
 	case S_IFBLK:
-		return make(ctx, parent, name, mode, rdev, NULL, node, st, NULL);
+		return make(ctx, parent, name, mode, rdev, NULL, node, st,
+			    NULL);
 	case S_IFDIR:
 		return -EPERM;
 	default:
@@ -1182,9 +1189,8 @@ static int mem_create(const struct vd_ctx *ctx, vd_node_t parent,
 		    st, fi);
 }
 
-static int mem_tmpfile(const struct vd_ctx *ctx, vd_node_t parent,
-		       mode_t mode, struct vd_file *fi, vd_node_t *node,
-		       struct stat *st)
+static int mem_tmpfile(const struct vd_ctx *ctx, vd_node_t parent, mode_t mode,
+		       struct vd_file *fi, vd_node_t *node, struct stat *st)
 {
 	return make(ctx, parent, NULL, S_IFREG | (mode & 07777), 0, NULL, node,
 		    st, fi);
@@ -1826,10 +1832,11 @@ static int64_t mem_lseek(const struct vd_ctx *ctx, vd_node_t node,
 	} else if (whence == SEEK_DATA) {
 		uint64_t idx = page_next(n, (uint64_t)off >> MEM_PAGE_SHIFT);
 		r = -ENXIO;
-		if (idx != UINT64_MAX && (idx << MEM_PAGE_SHIFT) < (uint64_t)n->size)
-			r = (idx << MEM_PAGE_SHIFT) > (uint64_t)off ?
-				    (int64_t)(idx << MEM_PAGE_SHIFT) :
-				    off;
+		if (idx != UINT64_MAX &&
+		    (idx << MEM_PAGE_SHIFT) < (uint64_t)n->size)
+			r = (idx << MEM_PAGE_SHIFT) > (uint64_t)off
+				    ? (int64_t)(idx << MEM_PAGE_SHIFT)
+				    : off;
 	} else {
 		uint64_t idx = (uint64_t)off >> MEM_PAGE_SHIFT;
 		while ((off_t)(idx << MEM_PAGE_SHIFT) < n->size &&
@@ -1872,7 +1879,8 @@ static int64_t mem_copy_file_range(const struct vd_ctx *ctx, vd_node_t in,
 		return -ENOMEM;
 	pthread_rwlock_wrlock(&m->lock);
 	if (!S_ISREG(src->mode) || !S_ISREG(dst->mode)) {
-		r = S_ISDIR(src->mode) || S_ISDIR(dst->mode) ? -EISDIR : -EINVAL;
+		r = S_ISDIR(src->mode) || S_ISDIR(dst->mode) ? -EISDIR
+							     : -EINVAL;
 		goto out;
 	}
 	if (off_in >= src->size)
@@ -1975,8 +1983,7 @@ static const struct vd_ops mem_ops = {
  * Parse "size=BYTES" (suffixes k, m, g, t: powers of 1024) into *limit.
  * The default is half the machine's memory, as tmpfs.
  */
-static int parse_arg(const char *arg, uint64_t *limit, char *err,
-		     size_t errlen)
+static int parse_arg(const char *arg, uint64_t *limit, char *err, size_t errlen)
 {
 	unsigned long long v;
 	char *end;
@@ -1992,8 +1999,8 @@ static int parse_arg(const char *arg, uint64_t *limit, char *err,
 	if (errno)
 		goto bad;
 	if (*end && strchr("kmgtKMGT", *end)) {
-		int shift = 10 * (1 + (int)(strchr("kmgt", tolower(*end)) -
-					    "kmgt"));
+		int shift = 10 *
+			    (1 + (int)(strchr("kmgt", tolower(*end)) - "kmgt"));
 		v = v > ULLONG_MAX >> shift ? 0 : v << shift;
 		end++;
 	}
@@ -2035,8 +2042,8 @@ static int mem_open_source(const char *arg, const struct vd_ops **ops,
 	m->root->nlink = 2;
 	/* Writers first: a steady stream of reads must not starve them. */
 	pthread_rwlockattr_init(&attr);
-	pthread_rwlockattr_setkind_np(&attr,
-				      PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlockattr_setkind_np(
+		&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&m->lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
 	*ops = &mem_ops;
@@ -2052,5 +2059,5 @@ fail:
 	return r;
 }
 
-const struct vd_source vd_source_mem = { "mem", "mem:", "a RAM drive",
-					 mem_open_source };
+const struct vd_source vd_source_mem = {"mem", "mem:", "a RAM drive",
+					mem_open_source};

@@ -32,13 +32,13 @@ static void ok(int cond, const char *fmt, ...)
 }
 
 /* ok() for a call's result, printing what came back when it is wrong. */
-#define IS(got, want, what)                                               \
-	do {                                                              \
-		long long g_ = (long long)(got), w_ = (long long)(want);  \
-		ok(g_ == w_, "%s", what);                                 \
-		if (g_ != w_)                                             \
-			printf("#   got %lld, want %lld (line %d)\n", g_, \
-			       w_, __LINE__);                             \
+#define IS(got, want, what)                                                    \
+	do {                                                                   \
+		long long g_ = (long long)(got), w_ = (long long)(want);       \
+		ok(g_ == w_, "%s", what);                                      \
+		if (g_ != w_)                                                  \
+			printf("#   got %lld, want %lld (line %d)\n", g_, w_,  \
+			       __LINE__);                                      \
 	} while (0)
 
 static const struct vd_ops *ops;
@@ -68,7 +68,7 @@ static void free_drive(void)
 
 static vd_node_t mkfile(vd_node_t dir, const char *name, mode_t mode)
 {
-	struct vd_file fi = { .flags = O_RDWR | O_CREAT };
+	struct vd_file fi = {.flags = O_RDWR | O_CREAT};
 	struct stat st;
 	vd_node_t n = 0;
 	int r = ops->create(&ctx, dir, name, mode, &fi, &n, &st);
@@ -105,14 +105,14 @@ static struct stat attr(vd_node_t n)
 
 static int pwrite_(vd_node_t n, const void *buf, size_t size, off_t off)
 {
-	struct vd_file fi = { .flags = O_RDWR };
+	struct vd_file fi = {.flags = O_RDWR};
 
 	return ops->write(&ctx, n, &fi, buf, size, off);
 }
 
 static int pread_(vd_node_t n, void *buf, size_t size, off_t off)
 {
-	struct vd_file fi = { .flags = O_RDONLY };
+	struct vd_file fi = {.flags = O_RDONLY};
 
 	return ops->read(&ctx, n, &fi, buf, size, off);
 }
@@ -147,8 +147,8 @@ static void test_args(void)
 	   err);
 	IS(vd_source_mem.open("size=", &o, &data, err, sizeof(err)), -EINVAL,
 	   "mem:size= without a number is refused");
-	IS(vd_source_mem.open("size=12q", &o, &data, err, sizeof(err)),
-	   -EINVAL, "mem:size=12q is refused");
+	IS(vd_source_mem.open("size=12q", &o, &data, err, sizeof(err)), -EINVAL,
+	   "mem:size=12q is refused");
 	IS(vd_source_mem.open("size=0", &o, &data, err, sizeof(err)), -EINVAL,
 	   "mem:size=0 is refused");
 	IS(vd_source_mem.open("size=4m", &o, &data, err, sizeof(err)), 0,
@@ -178,8 +178,8 @@ static void test_files(void)
 	IS(pread_(f, buf, 10, 5), 0, "read at EOF returns 0");
 	st = attr(f);
 	IS(st.st_size, 5, "size 5");
-	ok(st.st_blocks > 0 && st.st_blocks <= 8, "small file holds few blocks (%lld)",
-	   (long long)st.st_blocks);
+	ok(st.st_blocks > 0 && st.st_blocks <= 8,
+	   "small file holds few blocks (%lld)", (long long)st.st_blocks);
 
 	/* Sparse: a write far out leaves a hole that reads as zeros. */
 	IS(pwrite_(f, "x", 1, 10 << 20), 1, "write 1 byte at 10 MiB");
@@ -212,13 +212,16 @@ static void test_files(void)
 	   "read across a page boundary");
 	ok(!memcmp(buf, big + 65000, sizeof(buf)), "data across pages intact");
 	st.st_size = 70000;
-	IS(ops->setattr(&ctx, f, &st, VD_SET_SIZE, NULL), 0, "truncate to 70000");
+	IS(ops->setattr(&ctx, f, &st, VD_SET_SIZE, NULL), 0,
+	   "truncate to 70000");
 	IS(st.st_size, 70000, "setattr hands back the new size");
 	st.st_size = 300000;
-	IS(ops->setattr(&ctx, f, &st, VD_SET_SIZE, NULL), 0, "extend to 300000");
+	IS(ops->setattr(&ctx, f, &st, VD_SET_SIZE, NULL), 0,
+	   "extend to 300000");
 	IS(pread_(f, buf, sizeof(buf), 69990), (int)sizeof(buf),
 	   "read over the old end");
-	ok(!memcmp(buf, big + 68990, 10) && all_zero(buf + 10, sizeof(buf) - 10),
+	ok(!memcmp(buf, big + 68990, 10) &&
+		   all_zero(buf + 10, sizeof(buf) - 10),
 	   "bytes cut by the truncate read as zeros after extending");
 	st.st_size = 0;
 	ops->setattr(&ctx, f, &st, VD_SET_SIZE, NULL);
@@ -226,7 +229,7 @@ static void test_files(void)
 
 	/* O_TRUNC on open. */
 	pwrite_(f, "abc", 3, 0);
-	struct vd_file fi = { .flags = O_WRONLY | O_TRUNC };
+	struct vd_file fi = {.flags = O_WRONLY | O_TRUNC};
 	IS(ops->open(&ctx, f, &fi), 0, "open O_TRUNC");
 	IS(attr(f).st_size, 0, "O_TRUNC empties the file");
 	ops->release(&ctx, f, &fi);
@@ -275,7 +278,8 @@ static void test_times_modes(void)
 	st.st_mode = 02775;
 	st.st_gid = 77;
 	ops->setattr(&ctx, d, &st, VD_SET_MODE | VD_SET_GID, NULL);
-	IS(attr(mkfile(d, "g", 0666)).st_gid, 77, "file in setgid folder gets its group");
+	IS(attr(mkfile(d, "g", 0666)).st_gid, 77,
+	   "file in setgid folder gets its group");
 	st2 = attr(mkdirn(d, "gd"));
 	ok(st2.st_gid == 77 && (st2.st_mode & S_ISGID),
 	   "folder in setgid folder gets group and setgid");
@@ -296,11 +300,12 @@ static void test_times_modes(void)
 	IS(ops->mknod(&ctx, VD_ROOT, "chr", S_IFCHR | 0600, makedev(1, 3), &n,
 		      &st),
 	   0, "mknod char device");
-	ok(S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3), "device number kept");
+	ok(S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3),
+	   "device number kept");
 	IS(ops->mknod(&ctx, VD_ROOT, "sock", S_IFSOCK | 0600, 0, &n, &st), 0,
 	   "mknod socket");
-	IS(ops->mknod(&ctx, VD_ROOT, "bad", 0170000 | 0600, 0, &n, &st), -EINVAL,
-	   "mknod of an unknown type is EINVAL");
+	IS(ops->mknod(&ctx, VD_ROOT, "bad", 0170000 | 0600, 0, &n, &st),
+	   -EINVAL, "mknod of an unknown type is EINVAL");
 	free_drive();
 }
 
@@ -335,8 +340,8 @@ static int count_name(struct seen *s, const char *name)
 
 static void test_readdir(void)
 {
-	struct seen s1 = { .stop_after = 12 }, s2 = { .stop_after = 1000 };
-	struct vd_file fi = { 0 };
+	struct seen s1 = {.stop_after = 12}, s2 = {.stop_after = 1000};
+	struct vd_file fi = {0};
 	char name[16];
 	vd_node_t d;
 	int bad = 0;
@@ -366,15 +371,16 @@ static void test_readdir(void)
 	IS(bad, 0, "no entry comes twice across batches");
 	IS(count_name(&s2, "f050"), 0, "a removed entry is not listed");
 	IS(count_name(&s2, "new1"), 1, "an entry added meanwhile is listed");
-	IS(count_name(&s2, "f060"), 0, "a renamed entry is not listed by its old name");
+	IS(count_name(&s2, "f060"), 0,
+	   "a renamed entry is not listed by its old name");
 	IS(s1.n - 2 + s2.n, 100, "every other entry listed exactly once");
-	struct seen s3 = { .stop_after = 1000 };
+	struct seen s3 = {.stop_after = 1000};
 	ops->readdir(&ctx, d, &fi, s2.offs[s2.n - 1], collect, &s3);
 	IS(s3.n, 0, "listing from the last offset is empty");
 	ops->releasedir(&ctx, d, &fi);
 
 	/* Many removals: the slots compact, offsets still hold. */
-	struct seen s4 = { .stop_after = 30 }, s5 = { .stop_after = 1000 };
+	struct seen s4 = {.stop_after = 30}, s5 = {.stop_after = 1000};
 	ops->readdir(&ctx, d, &fi, 0, collect, &s4);
 	for (int i = 0; i < 100; i += 2) {
 		snprintf(name, sizeof(name), "f%03d", i);
@@ -385,7 +391,8 @@ static void test_readdir(void)
 	for (int i = 0; i < s5.n; i++)
 		bad += count_name(&s4, s5.names[i]);
 	IS(bad, 0, "no repeats after the folder compacts");
-	IS(count_name(&s5, "f099"), 1, "entries after the cut are still listed");
+	IS(count_name(&s5, "f099"), 1,
+	   "entries after the cut are still listed");
 	free_drive();
 }
 
@@ -422,7 +429,8 @@ static void test_rename_link(void)
 	   "missing source is ENOENT");
 	IS(ops->rename(&ctx, VD_ROOT, "b", VD_ROOT, "zz", RENAME_EXCHANGE),
 	   -ENOENT, "RENAME_EXCHANGE with a missing target is ENOENT");
-	IS(ops->rename(&ctx, VD_ROOT, "b", VD_ROOT, "c", RENAME_EXCHANGE | RENAME_NOREPLACE),
+	IS(ops->rename(&ctx, VD_ROOT, "b", VD_ROOT, "c",
+		       RENAME_EXCHANGE | RENAME_NOREPLACE),
 	   -EINVAL, "EXCHANGE|NOREPLACE is EINVAL");
 
 	/* Move a folder: link counts follow. */
@@ -453,16 +461,18 @@ static void test_rename_link(void)
 	IS(look(VD_ROOT, "x"), x, "both names remain");
 	IS(ops->unlink(&ctx, VD_ROOT, "x"), 0, "unlink one name");
 	IS(attr(x).st_nlink, 1, "nlink 1");
-	IS(ops->link(&ctx, d2, VD_ROOT, "dl", &st), -EPERM, "link of a folder is EPERM");
+	IS(ops->link(&ctx, d2, VD_ROOT, "dl", &st), -EPERM,
+	   "link of a folder is EPERM");
 	IS(ops->link(&ctx, x, VD_ROOT, "b", &st), 0, "link");
-	IS(ops->link(&ctx, x, VD_ROOT, "b", &st), -EEXIST, "link onto a name is EEXIST");
+	IS(ops->link(&ctx, x, VD_ROOT, "b", &st), -EEXIST,
+	   "link onto a name is EEXIST");
 	(void)b;
 	free_drive();
 }
 
 static void test_lifetime(void)
 {
-	struct vd_file fi = { .flags = O_RDWR };
+	struct vd_file fi = {.flags = O_RDWR};
 	unsigned long long before;
 	char buf[8];
 	vd_node_t f, t, d;
@@ -530,7 +540,8 @@ static size_t acl(char *buf, int n, const unsigned int *e)
 
 	memcpy(buf, &v, 4);
 	for (int i = 0; i < n; i++) {
-		uint16_t tag = (uint16_t)e[3 * i], perm = (uint16_t)e[3 * i + 1];
+		uint16_t tag = (uint16_t)e[3 * i],
+			 perm = (uint16_t)e[3 * i + 1];
 		uint32_t id = e[3 * i + 2];
 		memcpy(buf + 4 + 8 * i, &tag, 2);
 		memcpy(buf + 6 + 8 * i, &perm, 2);
@@ -573,7 +584,8 @@ static void test_xattr_acl(void)
 	   "XATTR_REPLACE");
 	IS(ops->setxattr(&ctx, f, "user.b", "", 0, 0), 0, "empty value");
 	IS(ops->getxattr(&ctx, f, "user.a", NULL, 0), 2, "size probe");
-	IS(ops->getxattr(&ctx, f, "user.a", buf, 1), -ERANGE, "ERANGE when short");
+	IS(ops->getxattr(&ctx, f, "user.a", buf, 1), -ERANGE,
+	   "ERANGE when short");
 	IS(ops->getxattr(&ctx, f, "user.a", buf, sizeof(buf)), 2, "get");
 	ok(!memcmp(buf, "xy", 2), "value replaced");
 	IS(ops->listxattr(&ctx, f, NULL, 0), 14, "list size probe");
@@ -581,17 +593,19 @@ static void test_xattr_acl(void)
 	IS(ops->listxattr(&ctx, f, buf, sizeof(buf)), 14, "list");
 	ok(!memcmp(buf, "user.a\0user.b\0", 14), "names NUL-separated");
 	IS(ops->removexattr(&ctx, f, "user.a"), 0, "remove");
-	IS(ops->removexattr(&ctx, f, "user.a"), -ENODATA, "remove again is ENODATA");
+	IS(ops->removexattr(&ctx, f, "user.a"), -ENODATA,
+	   "remove again is ENODATA");
 	IS(ops->setxattr(&ctx, f, "system.foo", "x", 1, 0), -EOPNOTSUPP,
 	   "unknown system.* is EOPNOTSUPP");
 
 	/* Access ACL: the mode follows; a minimal one is not stored. */
-	const unsigned int ext[] = { 1, 7, 0, 2, 6, 1234, 4, 4, 0, 0x10, 6, 0,
-				     0x20, 0, 0 };
+	const unsigned int ext[] = {1, 7,    0, 2, 6,	 1234, 4, 4,
+				    0, 0x10, 6, 0, 0x20, 0,    0};
 	len = acl(val, 5, ext);
 	IS(ops->setxattr(&ctx, f, "system.posix_acl_access", val + 0, len, 0),
 	   0, "set an access ACL");
-	IS(attr(f).st_mode & 0777, 0760, "mode follows the ACL (mask as group)");
+	IS(attr(f).st_mode & 0777, 0760,
+	   "mode follows the ACL (mask as group)");
 	st.st_mode = 0750;
 	ops->setattr(&ctx, f, &st, VD_SET_MODE, NULL);
 	len = (size_t)ops->getxattr(&ctx, f, "system.posix_acl_access", buf,
@@ -600,7 +614,7 @@ static void test_xattr_acl(void)
 	IS(acl_perm(buf, len, 0x04), 4, "and leaves the owning group entry");
 	IS(acl_perm(buf, len, 0x01), 7, "owner entry follows");
 	IS(acl_perm(buf, len, 0x20), 0, "other entry follows");
-	const unsigned int min[] = { 1, 6, 0, 4, 4, 0, 0x20, 4, 0 };
+	const unsigned int min[] = {1, 6, 0, 4, 4, 0, 0x20, 4, 0};
 	len = acl(val, 3, min);
 	IS(ops->setxattr(&ctx, f, "system.posix_acl_access", val, len, 0), 0,
 	   "set a minimal ACL");
@@ -614,14 +628,15 @@ static void test_xattr_acl(void)
 
 	/* Inheritance from a default ACL; the umask does not apply. */
 	d = mkdirn(VD_ROOT, "d");
-	const unsigned int def[] = { 1, 7, 0, 2, 7, 1234, 4, 5, 0, 0x10, 7, 0,
-				     0x20, 0, 0 };
+	const unsigned int def[] = {1, 7,    0, 2, 7,	 1234, 4, 5,
+				    0, 0x10, 7, 0, 0x20, 0,    0};
 	len = acl(val, 5, def);
 	IS(ops->setxattr(&ctx, d, "system.posix_acl_default", val, len, 0), 0,
 	   "set a default ACL");
 	ctx.umask = 077;
 	g = mkfile(d, "g", 0666);
-	IS(attr(g).st_mode & 0777, 0660, "new file: mode narrowed by the ACL, no umask");
+	IS(attr(g).st_mode & 0777, 0660,
+	   "new file: mode narrowed by the ACL, no umask");
 	len = (size_t)ops->getxattr(&ctx, g, "system.posix_acl_access", buf,
 				    sizeof(buf));
 	ok(len == 44, "new file has an access ACL of 5 entries");
@@ -631,7 +646,8 @@ static void test_xattr_acl(void)
 	   -ENODATA, "a file gets no default ACL");
 	IS(ops->mkdir(&ctx, d, "sd", 0777, &sd, &st), 0, "mkdir under it");
 	IS(st.st_mode & 0777, 0770, "new folder mode");
-	IS(ops->getxattr(&ctx, sd, "system.posix_acl_default", buf, sizeof(buf)),
+	IS(ops->getxattr(&ctx, sd, "system.posix_acl_default", buf,
+			 sizeof(buf)),
 	   (int)len, "new folder inherits the default ACL");
 	g = mkfile(VD_ROOT, "plain", 0666);
 	IS(attr(g).st_mode & 0777, 0600, "outside it the umask applies");
@@ -661,7 +677,8 @@ static void test_fallocate_copy(void)
 	memset(buf, 'z', sizeof(buf));
 	pwrite_(f, buf, sizeof(buf), 0);
 	IS(ops->fallocate(&ctx, f, NULL,
-			  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 10, 65536 * 2),
+			  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 10,
+			  65536 * 2),
 	   0, "punch a hole");
 	IS(attr(f).st_size, 100000, "punch keeps the size");
 	IS(pread_(f, buf, sizeof(buf), 0), (int)sizeof(buf), "read around it");
@@ -681,7 +698,8 @@ static void test_fallocate_copy(void)
 	   -EOPNOTSUPP, "punch without KEEP_SIZE is EOPNOTSUPP");
 	IS(ops->fallocate(&ctx, f, NULL, FALLOC_FL_COLLAPSE_RANGE, 0, 65536),
 	   -EOPNOTSUPP, "collapse range is EOPNOTSUPP");
-	IS(ops->fallocate(&ctx, f, NULL, 0, 0, 0), -EINVAL, "length 0 is EINVAL");
+	IS(ops->fallocate(&ctx, f, NULL, 0, 0, 0), -EINVAL,
+	   "length 0 is EINVAL");
 	IS(ops->fallocate(&ctx, VD_ROOT, NULL, 0, 0, 10), -EISDIR,
 	   "on a folder is EISDIR");
 
@@ -715,7 +733,8 @@ static void test_limits_errors(void)
 	new_drive("size=128k");
 	f = mkfile(VD_ROOT, "f", 0644);
 	int r = pwrite_(f, big, sizeof(big), 0);
-	ok(r > 0 && r < (int)sizeof(big), "a write past the limit is short (%d)", r);
+	ok(r > 0 && r < (int)sizeof(big),
+	   "a write past the limit is short (%d)", r);
 	IS(pwrite_(f, big, 1000, r), -ENOSPC, "then ENOSPC");
 	IS(ops->fallocate(&ctx, f, NULL, 0, 0, 1 << 20), -ENOSPC,
 	   "fallocate past the limit is ENOSPC");
@@ -780,7 +799,7 @@ static void *lister(void *arg)
 {
 	(void)arg;
 	for (int i = 0; i < 50; i++) {
-		struct seen s = { .stop_after = 1000 };
+		struct seen s = {.stop_after = 1000};
 		ops->readdir(&ctx, VD_ROOT, NULL, 0, collect, &s);
 	}
 	return NULL;
@@ -789,7 +808,7 @@ static void *lister(void *arg)
 static void test_threads(void)
 {
 	pthread_t t[5];
-	struct seen s = { .stop_after = 1000 };
+	struct seen s = {.stop_after = 1000};
 
 	new_drive("");
 	for (long i = 0; i < 4; i++)
@@ -798,7 +817,8 @@ static void test_threads(void)
 	for (int i = 0; i < 5; i++)
 		pthread_join(t[i], NULL);
 	ops->readdir(&ctx, VD_ROOT, NULL, 0, collect, &s);
-	IS(s.n, 2 + 4 * 200, "concurrent creates and unlinks leave the right names");
+	IS(s.n, 2 + 4 * 200,
+	   "concurrent creates and unlinks leave the right names");
 	free_drive();
 }
 
