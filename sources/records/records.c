@@ -44,6 +44,7 @@ struct rec_node {
 	char *kt;
 	size_t ktlen;
 	int pending;            /* created, not inserted yet */
+	int nopen;              /* opens of this node */
 	struct rec_open *writer; /* an open with unsaved writes */
 	struct rec_node *idnext, *namenext;
 };
@@ -83,6 +84,7 @@ struct rec {
 	/* the change poller */
 	pthread_t poller;
 	int poller_started, stopping;
+	int rescan; /* look for stale nodes even without a new data_version */
 	pthread_cond_t cond;
 	sqlite3_int64 data_version;
 };
@@ -762,7 +764,9 @@ static int node_stat(struct rec *s, struct rec_node *n, struct stat *st)
 	if (r)
 		return r;
 	if (n->kind == REC_ROW) {
-		if (n->writer && n->writer->dirty)
+		if (n->pending && !n->nopen)
+			r = -ENOENT; /* created, never saved: it never existed */
+		else if (n->writer && n->writer->dirty)
 			size = (off_t)n->writer->buf.len;
 		else if (!n->pending)
 			r = row_json(s, &t, n, &b);
@@ -1210,6 +1214,9 @@ static int save(struct rec *s, struct rec_open *h)
 	if (h->node->writer == h)
 		h->node->writer = NULL;
 	r = commit(s, h, why, sizeof(why));
+	/* A file whose insert failed must vanish: the poller drops it. */
+	if (r && h->node->pending)
+		s->rescan = 1;
 	return r;
 }
 
@@ -1243,6 +1250,7 @@ static int open_node(struct rec *s, struct rec_node *n, struct vd_file *fi,
 		return r;
 	}
 	fi->fh = (uint64_t)(uintptr_t)h;
+	n->nopen++;
 	/* Content comes from the database at each open: no stale pages. */
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
@@ -1417,6 +1425,7 @@ static int rec_setattr(const struct vd_ctx *ctx, vd_node_t node,
 					r = save(s, h);
 				if (n->writer == h)
 					n->writer = NULL;
+				n->nopen--;
 				vd_jbuf_free(&h->buf);
 				free(h);
 				h = NULL;
@@ -1462,6 +1471,7 @@ static int rec_release(const struct vd_ctx *ctx, vd_node_t node,
 	save(s, h); /* the last chance; an error here can only be logged */
 	if (h->node->writer == h)
 		h->node->writer = NULL;
+	h->node->nopen--;
 	vd_jbuf_free(&h->buf);
 	free(h);
 	rec_leave(s);
@@ -1671,14 +1681,16 @@ static size_t collect_changes(struct rec *s, struct rec_inval **out)
 		for (; e; e = b == REC_NBUCKETS ? NULL : e->idnext) {
 			struct rec_inval x = { e->id, 0, NULL };
 
-			if (e->kind == REC_ROW && !e->pending && !e->writer) {
+			if (e->kind == REC_ROW && !e->writer &&
+			    (!e->pending || !e->nopen)) {
 				struct rec_table t;
 				struct vd_jbuf j = { 0 };
 				struct rec_node *tn;
 				struct vd_jbuf tname = { 0 };
 
 				if (table_load(s, e->table, &t) == 0) {
-					if (row_json(s, &t, e, &j) == -ENOENT) {
+					if (e->pending ||
+					    row_json(s, &t, e, &j) == -ENOENT) {
 						esc_name(&tname, e->table,
 							 strlen(e->table));
 						tn = tname.p ? node_find(s, REC_TABLE,
@@ -1741,9 +1753,10 @@ static void *poll_thread(void *arg)
 			sqlite3_finalize(st);
 		}
 		d = __atomic_load_n(&s->drive, __ATOMIC_ACQUIRE);
-		if (dv == s->data_version || !d)
+		if ((dv == s->data_version && !s->rescan) || !d)
 			continue;
 		s->data_version = dv;
+		s->rescan = 0;
 		n = collect_changes(s, &v);
 		pthread_mutex_unlock(&s->lock);
 		for (size_t i = 0; i < n; i++) {
