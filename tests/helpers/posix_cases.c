@@ -238,6 +238,8 @@ static int case_perm_read(void)
 		ERR(open("secret", O_RDONLY), EACCES);
 		ERR(open("secret", O_WRONLY), EACCES);
 		ERR(truncate("secret", 0), EACCES);
+		ERR(access("secret", R_OK), EACCES);
+		OK(access("secret", F_OK));
 		return 0;
 	}
 	if (join(p))
@@ -419,6 +421,7 @@ static int case_chmod_nonowner(void)
 		ERR(utimensat(AT_FDCWD, "f",
 			      (struct timespec[]){{1, 0}, {1, 0}}, 0),
 		    EPERM);
+		OK(utimensat(AT_FDCWD, "f", NULL, 0)); /* may: can write */
 		return 0;
 	}
 	if (join(p))
@@ -1471,6 +1474,112 @@ static int case_mmap_shared(void)
 	return 0;
 }
 
+/* Names up to 255 bytes work; 256 is ENAMETOOLONG. */
+static int case_long_names(void)
+{
+	char name[257];
+	struct stat st;
+
+	memset(name, 'n', 255);
+	name[255] = 0;
+	OK(close(OK(open(name, O_WRONLY | O_CREAT, 0644))));
+	OK(stat(name, &st));
+	CHECK(listed(".", name) == 1, "255-byte name not listed");
+	OK(unlink(name));
+	memset(name, 'n', 256);
+	name[256] = 0;
+	ERR(open(name, O_WRONLY | O_CREAT, 0644), ENAMETOOLONG);
+	ERR(mkdir(name, 0755), ENAMETOOLONG);
+	ERR(stat(name, &st), ENAMETOOLONG);
+	return 0;
+}
+
+/*
+ * A write or truncate by another user clears set-user-ID (and set-group-ID
+ * with group execute); a chown clears both, even by root.
+ */
+static int case_suid_clear(void)
+{
+	struct stat st;
+	pid_t p;
+	int fd;
+
+	if (put("w", "x", 1) || put("t", "x", 1) || put("c", "x", 1))
+		return -1;
+	OK(chown("w", 1000, 1000));
+	OK(chmod("w", 06777));
+	OK(chown("t", 1000, 1000));
+	OK(chmod("t", 04777));
+	OK(chmod("c", 06755));
+	p = as_user(1001, 1001, g1001, 1);
+	if (p == 0) {
+		fd = OK(open("w", O_WRONLY));
+		CHECK(write(fd, "y", 1) == 1, "write: %s", en(errno));
+		close(fd);
+		OK(truncate("t", 0));
+		return 0;
+	}
+	if (join(p))
+		return -1;
+	OK(stat("w", &st));
+	CHECK((st.st_mode & 07777) == 0777,
+	      "mode after another user's write %o, want 777",
+	      st.st_mode & 07777);
+	OK(stat("t", &st));
+	CHECK((st.st_mode & 07777) == 0777,
+	      "mode after another user's truncate %o, want 777",
+	      st.st_mode & 07777);
+	OK(chown("c", 1000, 1000));
+	OK(stat("c", &st));
+	CHECK((st.st_mode & 07777) == 0755, "mode after chown %o, want 755",
+	      st.st_mode & 07777);
+	return 0;
+}
+
+/* readdir's d_ino and d_type agree with lstat for every kind of entry. */
+static int case_readdir_ino(void)
+{
+	struct dirent *e;
+	struct stat st;
+	int seen = 0;
+	DIR *d;
+
+	if (put("f", "x", 1))
+		return -1;
+	OK(mkdir("d", 0755));
+	OK(symlink("f", "l"));
+	OK(mkfifo("p", 0644));
+	OK(link("f", "h"));
+	d = opendir(".");
+	CHECK(d, "opendir: %s", en(errno));
+	while ((e = readdir(d))) {
+		unsigned char want;
+
+		if (e->d_name[0] == '.')
+			continue;
+		if (lstat(e->d_name, &st)) {
+			closedir(d);
+			return fail("lstat %s: %s", e->d_name, en(errno));
+		}
+		want = S_ISREG(st.st_mode)   ? DT_REG
+		       : S_ISDIR(st.st_mode) ? DT_DIR
+		       : S_ISLNK(st.st_mode) ? DT_LNK
+					     : DT_FIFO;
+		if (e->d_ino != st.st_ino ||
+		    (e->d_type != DT_UNKNOWN && e->d_type != want)) {
+			closedir(d);
+			return fail("%s: d_ino %lu d_type %d, lstat ino %lu "
+				    "type %d",
+				    e->d_name, (unsigned long)e->d_ino,
+				    e->d_type, (unsigned long)st.st_ino, want);
+		}
+		seen++;
+	}
+	closedir(d);
+	CHECK(seen == 5, "listed %d entries, want 5", seen);
+	return 0;
+}
+
 struct pc_case {
 	const char *name;
 	int (*fn)(void);
@@ -1486,7 +1595,10 @@ static const struct pc_case cases[] = {
 	{"chmod_nonowner", case_chmod_nonowner, 1},
 	{"chown_nonroot", case_chown_nonroot, 1},
 	{"umask", case_umask, 1},
+	{"suid_clear", case_suid_clear, 1},
 	{"dir_basic", case_dir_basic, 0},
+	{"long_names", case_long_names, 0},
+	{"readdir_ino", case_readdir_ino, 0},
 	{"rename_file", case_rename_file, 0},
 	{"rename_dir", case_rename_dir, 0},
 	{"rename_noreplace", case_rename_noreplace, 0},
