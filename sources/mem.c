@@ -144,6 +144,7 @@ static struct timespec now(void)
 	return ts;
 }
 
+/* The drive behind a callback. */
 static struct mem *mem_of(const struct vd_ctx *ctx)
 {
 	return ctx->data;
@@ -165,11 +166,13 @@ static void wunlock(struct mem *m)
 		malloc_trim(0);
 }
 
+/* Handles are node addresses, except VD_ROOT for the root. */
 static struct mem_node *node_of(struct mem *m, vd_node_t h)
 {
 	return h == VD_ROOT ? m->root : (struct mem_node *)(uintptr_t)h;
 }
 
+/* The handle the library knows n by. */
 static vd_node_t handle_of(struct mem *m, struct mem_node *n)
 {
 	return n == m->root ? VD_ROOT : (vd_node_t)(uintptr_t)n;
@@ -182,6 +185,7 @@ static vd_node_t hand_out(struct mem *m, struct mem_node *n)
 	return handle_of(m, n);
 }
 
+/* n's full attributes; st_blocks counts the bytes its pages hold. */
 static void fill_stat(const struct mem_node *n, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -257,6 +261,7 @@ static struct mem_page **page_slot(struct mem_node *f, uint64_t idx,
 	return (struct mem_page **)&r->slot[idx & (MEM_RADIX - 1)];
 }
 
+/* Page idx of f, or NULL for a hole. */
 static struct mem_page *page_get(struct mem_node *f, uint64_t idx)
 {
 	struct mem_page **s = page_slot(f, idx, false);
@@ -374,6 +379,7 @@ static uint64_t radix_next(struct mem_radix *r, unsigned int level,
 	return UINT64_MAX;
 }
 
+/* f's first present page at index >= start, or UINT64_MAX. */
 static uint64_t page_next(struct mem_node *f, uint64_t start)
 {
 	if (!f->u.file.root)
@@ -480,6 +486,7 @@ static void data_truncate(struct mem *m, struct mem_node *f, off_t size)
 
 /* ---- names ---- */
 
+/* FNV-1a of name, seeded with the folder's inode number. */
 static uint64_t hash_name(const struct mem_node *dir, const char *name)
 {
 	uint64_t h = 0xcbf29ce484222325ULL ^ (dir->ino * 0x9e3779b97f4a7c15ULL);
@@ -491,6 +498,7 @@ static uint64_t hash_name(const struct mem_node *dir, const char *name)
 	return h ^ (h >> 29);
 }
 
+/* The entry name in dir, or NULL. */
 static struct mem_dent *dent_find(struct mem *m, struct mem_node *dir,
 				  const char *name)
 {
@@ -608,6 +616,7 @@ static void dent_del(struct mem *m, struct mem_dent *d)
 
 /* ---- nodes ---- */
 
+/* Free a list of extended attributes. */
 static void xattrs_free(struct mem_xattr *x)
 {
 	while (x) {
@@ -618,6 +627,7 @@ static void xattrs_free(struct mem_xattr *x)
 	}
 }
 
+/* Free n and what it holds; its names must be gone already. */
 static void node_free(struct mem *m, struct mem_node *n)
 {
 	n->prev->next = n->next;
@@ -666,6 +676,7 @@ static struct mem_node *node_new(struct mem *m, mode_t mode, uid_t uid,
 
 /* ---- extended attributes and ACLs ---- */
 
+/* The link to n's attribute name: *result is NULL when absent. */
 static struct mem_xattr **xattr_find(struct mem_node *n, const char *name)
 {
 	struct mem_xattr **pp = &n->xattrs;
@@ -700,6 +711,7 @@ static int xattr_put(struct mem_node *n, const char *name, const void *value,
 	return 0;
 }
 
+/* Remove n's attribute name, if present. */
 static void xattr_del(struct mem_node *n, const char *name)
 {
 	struct mem_xattr **pp = xattr_find(n, name), *x = *pp;
@@ -729,6 +741,7 @@ static struct acl_entry acl_get(const char *value, int i)
 	return e;
 }
 
+/* Set the permissions of entry i of an ACL value. */
 static void acl_set_perm(char *value, int i, uint16_t perm)
 {
 	struct acl_entry e;
@@ -982,6 +995,7 @@ static bool in_subtree(struct mem_node *dir, struct mem_node *anc)
 
 /* ---- callbacks ---- */
 
+/* Find name in parent; "." and ".." too, for NFS-style lookups. */
 static int mem_lookup(const struct vd_ctx *ctx, vd_node_t parent,
 		      const char *name, vd_node_t *node, struct stat *st)
 {
@@ -1013,6 +1027,7 @@ static int mem_lookup(const struct vd_ctx *ctx, vd_node_t parent,
 	return r;
 }
 
+/* The kernel let go of node: free it if it has no name or open. */
 static void mem_forget(void *data, vd_node_t node)
 {
 	struct mem *m = data;
@@ -1024,6 +1039,7 @@ static void mem_forget(void *data, vd_node_t node)
 	wunlock(m);
 }
 
+/* Attributes of node; reads share the lock. */
 static int mem_getattr(const struct vd_ctx *ctx, vd_node_t node,
 		       struct vd_file *fi, struct stat *st)
 {
@@ -1050,6 +1066,11 @@ static void acl_chmod(struct mem_node *n)
 		acl_fit(x->value, count, &mode, false);
 }
 
+/*
+ * chmod, chown, truncate and utimes. Any change moves ctime (unless set
+ * explicitly); a chmod also rewrites the access ACL, which the kernel
+ * leaves to the file system.
+ */
 static int mem_setattr(const struct vd_ctx *ctx, vd_node_t node,
 		       struct stat *st, int to_set, struct vd_file *fi)
 {
@@ -1092,6 +1113,7 @@ out:
 	return r;
 }
 
+/* Copy a symlink's target, cut to fit buf. */
 static int mem_readlink(const struct vd_ctx *ctx, vd_node_t node, char *buf,
 			size_t size)
 {
@@ -1135,6 +1157,7 @@ static int make(const struct vd_ctx *ctx, vd_node_t parent, const char *name,
 	return r;
 }
 
+/* Regular files, fifos, sockets and devices; type 0 means regular. */
 static int mem_mknod(const struct vd_ctx *ctx, vd_node_t parent,
 		     const char *name, mode_t mode, dev_t rdev, vd_node_t *node,
 		     struct stat *st)
@@ -1159,6 +1182,7 @@ static int mem_mknod(const struct vd_ctx *ctx, vd_node_t parent,
 	return make(ctx, parent, name, mode, 0, NULL, node, st, NULL);
 }
 
+/* A new folder: nlink 2, and the parent gains one. */
 static int mem_mkdir(const struct vd_ctx *ctx, vd_node_t parent,
 		     const char *name, mode_t mode, vd_node_t *node,
 		     struct stat *st)
@@ -1167,6 +1191,7 @@ static int mem_mkdir(const struct vd_ctx *ctx, vd_node_t parent,
 		    st, NULL);
 }
 
+/* A symlink; like Linux, refuses an empty or over-long target. */
 static int mem_symlink(const struct vd_ctx *ctx, const char *target,
 		       vd_node_t parent, const char *name, vd_node_t *node,
 		       struct stat *st)
@@ -1181,6 +1206,7 @@ static int mem_symlink(const struct vd_ctx *ctx, const char *target,
 		    NULL);
 }
 
+/* Create and open a regular file (one round trip for open(O_CREAT)). */
 static int mem_create(const struct vd_ctx *ctx, vd_node_t parent,
 		      const char *name, mode_t mode, struct vd_file *fi,
 		      vd_node_t *node, struct stat *st)
@@ -1189,6 +1215,7 @@ static int mem_create(const struct vd_ctx *ctx, vd_node_t parent,
 		    st, fi);
 }
 
+/* O_TMPFILE: an open file with no name that link() may name later. */
 static int mem_tmpfile(const struct vd_ctx *ctx, vd_node_t parent, mode_t mode,
 		       struct vd_file *fi, vd_node_t *node, struct stat *st)
 {
@@ -1196,6 +1223,7 @@ static int mem_tmpfile(const struct vd_ctx *ctx, vd_node_t parent, mode_t mode,
 		    st, fi);
 }
 
+/* Remove a name; the node lives on while open or referenced. */
 static int mem_unlink(const struct vd_ctx *ctx, vd_node_t parent,
 		      const char *name)
 {
@@ -1224,6 +1252,7 @@ static int mem_unlink(const struct vd_ctx *ctx, vd_node_t parent,
 	return r;
 }
 
+/* Remove an empty folder. */
 static int mem_rmdir(const struct vd_ctx *ctx, vd_node_t parent,
 		     const char *name)
 {
@@ -1283,6 +1312,11 @@ static int rename_exchange(struct mem_dent *a, struct mem_dent *b)
 	return 0;
 }
 
+/*
+ * rename(2) and renameat2(2) with RENAME_NOREPLACE or RENAME_EXCHANGE,
+ * with Linux's errors: EISDIR/ENOTDIR for a type mismatch, ENOTEMPTY for
+ * a non-empty target folder, EINVAL for a folder into its own subtree.
+ */
 static int mem_rename(const struct vd_ctx *ctx, vd_node_t parent,
 		      const char *name, vd_node_t newparent,
 		      const char *newname, unsigned int flags)
@@ -1365,6 +1399,7 @@ out:
 	return r;
 }
 
+/* A new name for a non-folder (or the first for an O_TMPFILE file). */
 static int mem_link(const struct vd_ctx *ctx, vd_node_t node,
 		    vd_node_t newparent, const char *newname, struct stat *st)
 {
@@ -1458,6 +1493,7 @@ static void touch_atime(struct mem *m, struct mem_node *n, bool due)
 	pthread_rwlock_unlock(&m->lock);
 }
 
+/* Read under the shared lock; holes read as zeros. */
 static int mem_read(const struct vd_ctx *ctx, vd_node_t node,
 		    struct vd_file *fi, char *buf, size_t size, off_t off)
 {
@@ -1488,6 +1524,7 @@ static int mem_read(const struct vd_ctx *ctx, vd_node_t node,
 	return r;
 }
 
+/* Write, allocating pages; a short count when the drive fills up. */
 static int mem_write(const struct vd_ctx *ctx, vd_node_t node,
 		     struct vd_file *fi, const char *buf, size_t size,
 		     off_t off)
@@ -1531,6 +1568,7 @@ static int close_node(const struct vd_ctx *ctx, vd_node_t node)
 	return 0;
 }
 
+/* Last close of an open. */
 static int mem_release(const struct vd_ctx *ctx, vd_node_t node,
 		       struct vd_file *fi)
 {
@@ -1538,6 +1576,7 @@ static int mem_release(const struct vd_ctx *ctx, vd_node_t node,
 	return close_node(ctx, node);
 }
 
+/* Nothing to make durable: the data lives in memory only. */
 static int mem_fsync(const struct vd_ctx *ctx, vd_node_t node, int datasync,
 		     struct vd_file *fi)
 {
@@ -1545,6 +1584,7 @@ static int mem_fsync(const struct vd_ctx *ctx, vd_node_t node, int datasync,
 	return 0;
 }
 
+/* Count the open, so a removed folder lives until releasedir. */
 static int mem_opendir(const struct vd_ctx *ctx, vd_node_t node,
 		       struct vd_file *fi)
 {
@@ -1613,6 +1653,7 @@ out:
 	return r;
 }
 
+/* Last close of an opendir. */
 static int mem_releasedir(const struct vd_ctx *ctx, vd_node_t node,
 			  struct vd_file *fi)
 {
@@ -1620,6 +1661,7 @@ static int mem_releasedir(const struct vd_ctx *ctx, vd_node_t node,
 	return close_node(ctx, node);
 }
 
+/* Sizes against the drive's limit, in 4 KiB blocks. */
 static int mem_statfs(const struct vd_ctx *ctx, vd_node_t node,
 		      struct statvfs *st)
 {
@@ -1657,6 +1699,10 @@ static int set_acl_access(struct mem_node *n, const char *value, size_t size,
 	return xattr_put(n, ACL_ACCESS, value, size);
 }
 
+/*
+ * Set an extended attribute with XATTR_CREATE / XATTR_REPLACE rules.
+ * POSIX ACLs are checked; other system.* names are not supported.
+ */
 static int mem_setxattr(const struct vd_ctx *ctx, vd_node_t node,
 			const char *name, const char *value, size_t size,
 			int flags)
@@ -1698,6 +1744,7 @@ static int mem_setxattr(const struct vd_ctx *ctx, vd_node_t node,
 	return r;
 }
 
+/* Get an attribute; size 0 asks for its size. */
 static int mem_getxattr(const struct vd_ctx *ctx, vd_node_t node,
 			const char *name, char *value, size_t size)
 {
@@ -1721,6 +1768,7 @@ static int mem_getxattr(const struct vd_ctx *ctx, vd_node_t node,
 	return r;
 }
 
+/* NUL-separated names; size 0 asks for the total size. */
 static int mem_listxattr(const struct vd_ctx *ctx, vd_node_t node, char *list,
 			 size_t size)
 {
@@ -1742,6 +1790,7 @@ static int mem_listxattr(const struct vd_ctx *ctx, vd_node_t node, char *list,
 	return r;
 }
 
+/* Remove an attribute; ENODATA if absent. */
 static int mem_removexattr(const struct vd_ctx *ctx, vd_node_t node,
 			   const char *name)
 {
@@ -1760,6 +1809,10 @@ static int mem_removexattr(const struct vd_ctx *ctx, vd_node_t node,
 	return r;
 }
 
+/*
+ * Preallocate (mode 0, KEEP_SIZE), punch holes (PUNCH_HOLE|KEEP_SIZE) or
+ * zero a range (ZERO_RANGE); anything else is EOPNOTSUPP.
+ */
 static int mem_fallocate(const struct vd_ctx *ctx, vd_node_t node,
 			 struct vd_file *fi, int mode, off_t off, off_t len)
 {
@@ -1814,6 +1867,10 @@ out:
 	return r;
 }
 
+/*
+ * SEEK_DATA / SEEK_HOLE at page granularity: a present page is data, an
+ * absent one a hole, and the end of the file is a hole. ENXIO past EOF.
+ */
 static int64_t mem_lseek(const struct vd_ctx *ctx, vd_node_t node,
 			 struct vd_file *fi, off_t off, int whence)
 {
@@ -1926,6 +1983,7 @@ out:
 	return done ? done : r;
 }
 
+/* Free the drive: every entry, every node (named or not), the tables. */
 static void mem_destroy(void *data)
 {
 	struct mem *m = data;
@@ -1944,6 +2002,7 @@ static void mem_destroy(void *data)
 	free(m);
 }
 
+/* Every callback but flush: without it the kernel skips FLUSH on close. */
 static const struct vd_ops mem_ops = {
 	.flags = VD_OPS_THREAD_SAFE,
 	.destroy = mem_destroy,
@@ -2059,5 +2118,6 @@ fail:
 	return r;
 }
 
+/* mem:[size=BYTES] in the table of built-in sources. */
 const struct vd_source vd_source_mem = {"mem", "mem:", "a RAM drive",
 					mem_open_source};
