@@ -394,12 +394,15 @@ void vd_drive_free(struct vd_drive *d)
 	if (!d)
 		return;
 	vd_ns_free(d);
-	if (d->se) {
+	if (d->se)
 		vd_drive_stop(d);
-		fuse_session_destroy(d->se);
-	}
+	/* Before the session goes: a source's own threads (records: polls
+	 * for changes) may call vd_drive_invalidate_*() until destroy has
+	 * stopped them; on a stopped session those calls just fail. */
 	if (d->ops.destroy)
 		d->ops.destroy(d->data);
+	if (d->se)
+		fuse_session_destroy(d->se);
 	vd_nodes_fini(&d->nodes);
 	pthread_rwlock_destroy(&d->forget_lock);
 	pthread_mutex_destroy(&d->serial);
