@@ -27,6 +27,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -79,47 +80,115 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Undo mountinfo's octal escapes (\040 for a space) in place. */
+static void unescape(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] && s[3]) {
+			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
+				      (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+/* The device of the topmost FUSE mount at path in our namespace, or 0. */
+static dev_t own_mount_dev(const char *path)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[8192], mp[4096], *sep;
+	unsigned int ma, mi;
+	dev_t dev = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		sep = strstr(line, " - fuse");
+		if (!sep || sscanf(line, "%*u %*u %u:%u %*s %4095s", &ma, &mi,
+				   mp) != 3)
+			continue;
+		unescape(mp);
+		if (!strcmp(mp, path))
+			dev = makedev(ma, mi);
+	}
+	fclose(f);
+	return dev;
+}
+
+/* Does pid's mount table hold the superblock dev? /proc/PID/mountinfo
+ * needs no ptrace rights, unlike /proc/PID/ns/mnt. */
+static bool pid_sees_dev(pid_t pid, dev_t dev)
+{
+	char path[64], line[8192];
+	unsigned int ma, mi;
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "%*u %*u %u:%u", &ma, &mi) == 2 &&
+			makedev(ma, mi) == dev;
+	fclose(f);
+	return found;
+}
+
 /*
- * The mount namespace of pid as this process's /proc sees it, cached for
- * a second (a pid is not reused that fast: pids wrap only after pid_max).
+ * May pid use the drive? Its mount namespace must be on the list. When
+ * this process may not look at pid's namespace (an unprivileged server
+ * and a caller with other credentials), a drive mounted through vdrived
+ * asks instead whether pid's mount table holds this very superblock: a
+ * mount belongs to one namespace. Verdicts are cached for a second (a
+ * pid is not reused that fast: pids wrap only after pid_max).
  */
-static uint64_t gate_ns_of(struct vd_drive *d, pid_t pid)
+static bool gate_verdict(struct vd_drive *d, pid_t pid)
 {
 	struct vd_gate_ent *e = &d->gate_cache[(unsigned)pid % VD_GATE_CACHE];
 	uint64_t now = now_ns(), ino;
 	char path[64];
+	bool ok = false;
+	struct stat st;
 
 	pthread_mutex_lock(&d->gate_lock);
 	if (e->pid == pid && e->expires > now) {
-		ino = e->ino;
+		ok = e->ok;
 		pthread_mutex_unlock(&d->gate_lock);
-		return ino;
+		return ok;
 	}
 	pthread_mutex_unlock(&d->gate_lock);
 	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
-	ino = ns_ino_of(path);
-	if (!ino)
-		return 0;
+	if (stat(path, &st) == 0) {
+		ino = (uint64_t)st.st_ino;
+		for (size_t i = 0; i < d->nallowed; i++)
+			if (d->allowed[i] == ino)
+				ok = true;
+	} else if ((errno == EACCES || errno == EPERM) && d->gate_dev) {
+		ok = pid_sees_dev(pid, d->gate_dev);
+	} else {
+		return false; /* gone: nothing to cache */
+	}
 	pthread_mutex_lock(&d->gate_lock);
 	e->pid = pid;
-	e->ino = ino;
+	e->ok = ok;
 	e->expires = now + VD_GATE_TTL_NS;
 	pthread_mutex_unlock(&d->gate_lock);
-	return ino;
+	return ok;
 }
 
 int vd_gate_check(struct vd_drive *d, fuse_req_t req)
 {
 	const struct fuse_ctx *fc = fuse_req_ctx(req);
-	uint64_t ino;
 
 	if (fc->pid <= 0)
 		return -EACCES; /* not visible from here: another pid ns */
-	ino = gate_ns_of(d, fc->pid);
-	for (size_t i = 0; ino && i < d->nallowed; i++)
-		if (d->allowed[i] == ino)
-			return 0;
-	return -EACCES;
+	return gate_verdict(d, fc->pid) ? 0 : -EACCES;
 }
 
 /* Wait for a child and turn its exit status back into 0 or -errno. */
@@ -469,6 +538,7 @@ int vd_ns_mount_via_daemon(struct vd_drive *d, const char *mountpoint)
 		goto out; /* closing s makes the daemon unmount */
 	free(d->mountpoint);
 	d->mountpoint = strdup(path);
+	d->gate_dev = own_mount_dev(path);
 	d->daemon_fd = s;
 	d->via_daemon = true;
 	return 0;

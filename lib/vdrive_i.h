@@ -75,9 +75,11 @@ struct vd_drive {
 	size_t nallowed;
 	uint64_t allowed[VD_MAX_ALLOWED];
 	pthread_mutex_t gate_lock;
+	dev_t gate_dev;    /* our superblock, for callers we cannot inspect */
 	struct vd_gate_ent {
 		pid_t pid;
-		uint64_t ino, expires;
+		bool ok;
+		uint64_t expires;
 	} gate_cache[VD_GATE_CACHE];
 	bool watching;     /* watch_* are valid */
 	int watch_pidfd, watch_pipe[2];
