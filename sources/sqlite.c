@@ -35,6 +35,9 @@
 #define SQ_COMMIT_MS 1000	/* commit a transaction at least this often */
 #define SQ_IDLE_MS 100		/* or once the drive has been idle this long */
 #define SQ_COMMIT_BYTES (64u << 20) /* or once this much was written */
+#define SQ_CKPT_FRAMES 256	/* WAL frames (64 KiB pages) that start a
+				 * checkpoint in the background */
+#define SQ_CKPT_INLINE 4096	/* and that many, one in the foreground */
 #define SQ_NAME_MAX 255
 #define SQ_XATTR_MAX 65536
 #define SQ_OPEN_BUCKETS 256
@@ -190,6 +193,7 @@ struct sq_open {
 
 struct sq {
 	sqlite3 *db;
+	sqlite3 *ckpt_db; /* the background thread's own connection */
 	sqlite3_stmt *stmt[S_COUNT];
 	char *path;
 	char *dir; /* the folder holding the database, for statfs */
@@ -201,6 +205,7 @@ struct sq {
 	pthread_cond_t wake;
 	pthread_t committer;
 	bool committer_running, stop;
+	bool want_ckpt; /* the WAL has grown: checkpoint it */
 	bool in_txn;
 	int64_t txn_start, last_op; /* monotonic ms */
 	uint64_t txn_bytes;
@@ -449,8 +454,29 @@ static int64_t sq_leave(struct sq *s, int64_t r)
 	})
 
 /*
- * Commit in the background so that a burst of changes does not sit in
- * an open transaction once the drive goes quiet.
+ * After each commit: ask the background thread to copy the WAL back into
+ * the database once it has grown, so the thread serving requests does
+ * not pay for it. If that thread falls far behind, checkpoint here.
+ */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct sq *s = arg;
+
+	if (frames >= SQ_CKPT_INLINE)
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE,
+					  NULL, NULL);
+	else if (frames >= SQ_CKPT_FRAMES && !s->want_ckpt) {
+		s->want_ckpt = true;
+		pthread_cond_signal(&s->wake);
+	}
+	return SQLITE_OK;
+}
+
+/*
+ * The background thread: commits so that a burst of changes does not
+ * sit in an open transaction once the drive goes quiet, and runs WAL
+ * checkpoints on its own connection, outside the lock, while requests
+ * are being served on the other CPU.
  */
 static void *committer(void *arg)
 {
@@ -465,10 +491,19 @@ static void *committer(void *arg)
 			ts.tv_sec++;
 			ts.tv_nsec -= NS;
 		}
-		pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+		if (!s->want_ckpt)
+			pthread_cond_timedwait(&s->wake, &s->lock, &ts);
 		if (s->in_txn && (mono_ms() - s->last_op >= SQ_IDLE_MS ||
 				  mono_ms() - s->txn_start >= SQ_COMMIT_MS))
 			sq_commit(s);
+		if (s->want_ckpt && !s->stop) {
+			s->want_ckpt = false;
+			pthread_mutex_unlock(&s->lock);
+			sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL,
+						  SQLITE_CHECKPOINT_PASSIVE,
+						  NULL, NULL);
+			pthread_mutex_lock(&s->lock);
+		}
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
@@ -1854,6 +1889,8 @@ static void sq_free(struct sq *s)
 		pthread_mutex_unlock(&s->lock);
 		pthread_join(s->committer, NULL);
 	}
+	/* Closing the last connection checkpoints and removes the WAL. */
+	sqlite3_close(s->ckpt_db);
 	if (s->db) {
 		sq_commit(s);
 		for (int i = 0; i < S_COUNT; i++)
@@ -2106,10 +2143,19 @@ static int open_db(struct sq *s, char *err, size_t errlen)
 	r = exec_sql(s,
 		     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 		     " PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"
-		     " PRAGMA journal_size_limit=67108864",
+		     " PRAGMA journal_size_limit=67108864;"
+		     " PRAGMA wal_autocheckpoint=0",
 		     err, errlen);
 	if (r)
 		return r;
+	sqlite3_wal_hook(s->db, wal_hook, s);
+	rc = sqlite3_open_v2(s->path, &s->ckpt_db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", s->path, sqlite3_errstr(rc));
+		return -EIO;
+	}
+	sqlite3_busy_timeout(s->ckpt_db, 5000);
 	for (int i = 0; i < S_COUNT; i++) {
 		rc = sqlite3_prepare_v3(s->db, sq_sql[i], -1,
 					SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
