@@ -1391,6 +1391,20 @@ static int rec_write(const struct vd_ctx *ctx, vd_node_t node,
 	return r;
 }
 
+/* Whether a setattr leaves mode and owner as they are: tools that copy
+ * them (cp -p, install) then work; real changes are refused. */
+static int same_owner_mode(struct rec *s, const struct rec_node *n,
+			   const struct stat *want, int to_set)
+{
+	struct stat cur;
+
+	fill_stat(s, n, 0, &cur);
+	return !((to_set & VD_SET_MODE) &&
+		 (want->st_mode & 07777) != (cur.st_mode & 07777)) &&
+	       !((to_set & VD_SET_UID) && want->st_uid != cur.st_uid) &&
+	       !((to_set & VD_SET_GID) && want->st_gid != cur.st_gid);
+}
+
 static int rec_setattr(const struct vd_ctx *ctx, vd_node_t node,
 		       struct stat *st, int to_set, struct vd_file *fi)
 {
@@ -1402,7 +1416,7 @@ static int rec_setattr(const struct vd_ctx *ctx, vd_node_t node,
 
 	if (!n) {
 		r = -ESTALE;
-	} else if (to_set & (VD_SET_MODE | VD_SET_UID | VD_SET_GID)) {
+	} else if (!same_owner_mode(s, n, st, to_set)) {
 		r = -EPERM;
 	} else if (to_set & VD_SET_SIZE) {
 		if (n->kind != REC_ROW)

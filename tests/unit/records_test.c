@@ -293,6 +293,17 @@ int main(void)
 			   !strcmp(q("SELECT name FROM people WHERE id=2"), "Bob"),
 		   "truncate(2) to a broken row: EINVAL, row kept");
 	}
+	{
+		struct stat st;
+		vd_node_t r2 = lookup(people, "2.json");
+
+		ops->getattr(&ctx, r2, NULL, &st);
+		st.st_mode = (st.st_mode & ~07777) | 0644;
+		r = ops->setattr(&ctx, r2, &st, VD_SET_MODE | VD_SET_UID, NULL);
+		st.st_mode = (st.st_mode & ~07777) | 0600;
+		ok(r == 0 && ops->setattr(&ctx, r2, &st, VD_SET_MODE, NULL) == -EPERM,
+		   "chmod to the same mode succeeds, to another fails with EPERM");
+	}
 	ok(ops->unlink(&ctx, people, "2.json") == 0 &&
 		   !strcmp(q("SELECT count(*) FROM people WHERE id=2"), "0") &&
 		   !lookup(people, "2.json"),
