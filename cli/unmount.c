@@ -17,13 +17,16 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "container.h"
 #include "vdrive.h"
 
 const char usage_unmount[] =
 	"usage: vdrive unmount MOUNTPOINT|NAME\n"
+	"       vdrive unmount --container REF [--docker-host unix:///PATH]\n"
 	"\n"
 	"Stop the drive and unmount it. Works on drives whose process died or\n"
-	"hangs, and on any vdrive mount point even without a record.\n";
+	"hangs, and on any vdrive mount point even without a record.\n"
+	"--container: every drive mounted into that container.\n";
 
 /* Absolute and without trailing '/', without touching the path itself:
  * stat on a hung drive would hang us too. */
@@ -109,6 +112,9 @@ int cmd_unmount(int argc, char **argv)
 	char mp[PATH_MAX];
 	bool have_rec;
 
+	if (argc >= 3 && !strcmp(argv[1], "--container"))
+		return cli_container_unmount(argv[2], argc == 5 &&
+				!strcmp(argv[3], "--docker-host") ? argv[4] : NULL);
 	if (argc != 2) {
 		cli_err("unmount: need one MOUNTPOINT or NAME\n%s", usage_unmount);
 		return 2;
