@@ -47,6 +47,7 @@
 #define MEM_LINK_MAX 4095
 #define MEM_XATTR_NAME_MAX 255
 #define MEM_XATTR_SIZE_MAX 65536
+#define MEM_XATTR_TOTAL_MAX (4 * MEM_XATTR_SIZE_MAX) /* per node */
 #define MEM_DIRENT_SIZE 20 /* st_size per folder entry, as tmpfs */
 #define MEM_FIRST_COOKIE 3 /* 1 and 2 follow "." and ".." */
 #define MEM_TRIM_BYTES ((uint64_t)32 << 20)
@@ -691,8 +692,16 @@ static int xattr_put(struct mem_node *n, const char *name, const void *value,
 		     size_t size)
 {
 	struct mem_xattr **pp = xattr_find(n, name), *x = *pp;
-	char *v = malloc(size ? size : 1);
+	size_t total = size;
+	char *v;
 
+	for (struct mem_xattr *o = n->xattrs; o; o = o->next) {
+		if (o != x)
+			total += o->size + strlen(o->name);
+	}
+	if (total > MEM_XATTR_TOTAL_MAX)
+		return -ENOSPC;
+	v = malloc(size ? size : 1);
 	if (!v)
 		return -ENOMEM;
 	memcpy(v, value, size);
@@ -911,6 +920,16 @@ static int inherit_acl(struct mem_node *dir, struct mem_node *n, mode_t mode,
 /* ---- creating and removing names ---- */
 
 /*
+ * How many nodes the drive may hold. Names and attributes are not counted
+ * in the size limit, so their number is bounded instead: a node with its
+ * entry costs a few hundred bytes, so one per KiB of the limit.
+ */
+static uint64_t max_nodes(const struct mem *m)
+{
+	return m->limit / 1024 > 64 ? m->limit / 1024 : 64;
+}
+
+/*
  * Make a node of mode (type and permissions) named name in dir for the
  * caller: its owner, umask or inherited ACL, setgid folder rules.
  * name NULL makes an unnamed file (O_TMPFILE). Called with the lock held.
@@ -939,6 +958,8 @@ static int node_create(struct mem *m, const struct vd_ctx *ctx,
 		if (S_ISDIR(mode))
 			mode |= S_ISGID;
 	}
+	if (m->nnodes >= max_nodes(m))
+		return -ENOSPC;
 	n = node_new(m, mode, ctx->uid, gid);
 	if (!n)
 		return -ENOMEM;
@@ -1673,8 +1694,7 @@ static int mem_statfs(const struct vd_ctx *ctx, vd_node_t node,
 	st->f_frsize = 4096;
 	st->f_blocks = m->limit / 4096;
 	st->f_bfree = st->f_bavail = (m->limit - m->used) / 4096;
-	/* A node costs a few hundred bytes: allow one per KiB of room. */
-	st->f_files = m->limit / 1024 > m->nnodes ? m->limit / 1024 : m->nnodes;
+	st->f_files = max_nodes(m);
 	st->f_ffree = st->f_favail = st->f_files - m->nnodes;
 	st->f_namemax = MEM_NAME_MAX;
 	pthread_rwlock_unlock(&m->lock);

@@ -772,6 +772,23 @@ static void test_limits_errors(void)
 	IS(ops->setattr(&ctx, d, &st, VD_SET_SIZE, NULL), -EISDIR,
 	   "truncate of a folder");
 	IS(pwrite_(f, "x", 1, (off_t)1 << 50), -EFBIG, "write past 16 TiB");
+	int made = 0;
+	for (int i = 0; i < 200; i++) {
+		snprintf(name, sizeof(name), "n%d", i);
+		made += mkfile(VD_ROOT, name, 0644) != 0;
+	}
+	ops->statfs(&ctx, VD_ROOT, &sv);
+	ok(made > 100 && made < 200 && sv.f_ffree == 0,
+	   "node count is bounded by the size (%d made)", made);
+	IS(ops->mkdir(&ctx, VD_ROOT, "more", 0755, &n, &st), -ENOSPC,
+	   "then ENOSPC");
+	static char v[65536];
+	int i, r2 = 0;
+	for (i = 0; i < 10 && r2 == 0; i++) {
+		snprintf(name, sizeof(name), "user.%d", i);
+		r2 = ops->setxattr(&ctx, f, name, v, sizeof(v), 0);
+	}
+	ok(r2 == -ENOSPC && i > 2, "xattr room per node is bounded (%d)", i);
 	free_drive();
 }
 
