@@ -693,7 +693,10 @@ static int case_symlink(void)
 	return 0;
 }
 
-/* A file written at 1 GiB is sparse: few blocks, holes read as zeros. */
+/*
+ * A file written at 1 GiB is sparse: few blocks, holes read as zeros.
+ * Then a write past 4 GiB lands there and nowhere else.
+ */
 static int case_sparse(void)
 {
 	char buf[4096], zero[4096] = {0};
@@ -718,6 +721,17 @@ static int case_sparse(void)
 		      buf[1] == 'X',
 	      "read across the end of the hole wrong");
 	CHECK(pread(fd, buf, 16, (1L << 30) + 1) == 0, "read at EOF not 0");
+	CHECK(pwrite(fd, "YZ", 2, (5L << 30) + 123) == 2, "pwrite at 5 GiB: %s",
+	      en(errno));
+	OK(fstat(fd, &st));
+	CHECK(st.st_size == (5L << 30) + 125, "size after write at 5 GiB %ld",
+	      (long)st.st_size);
+	CHECK(pread(fd, buf, 4, (5L << 30) + 122) == 3 && buf[0] == 0 &&
+		      buf[1] == 'Y' && buf[2] == 'Z',
+	      "read back at 5 GiB wrong (32-bit offset?)");
+	CHECK(pread(fd, buf, 4096, (1L << 30) + 123) == 4096 &&
+		      memcmp(buf, zero, 4096) == 0,
+	      "write at 5 GiB showed up at 1 GiB + 123 (offset wrapped)");
 	close(fd);
 	return 0;
 }
@@ -1580,6 +1594,81 @@ static int case_readdir_ino(void)
 	return 0;
 }
 
+/* Thousands of entries in one folder: all listed once, all found. */
+static int case_many_files(void)
+{
+	enum { N = 3000 };
+	static char seen[N];
+	char name[32];
+	struct dirent *e;
+	struct stat st;
+	int i, n = 0;
+	DIR *d;
+
+	for (i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "file-%05d", i);
+		OK(close(OK(open(name, O_WRONLY | O_CREAT | O_EXCL, 0644))));
+	}
+	d = opendir(".");
+	CHECK(d, "opendir: %s", en(errno));
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		i = atoi(e->d_name + 5);
+		if (strncmp(e->d_name, "file-", 5) || i < 0 || i >= N ||
+		    seen[i]++) {
+			closedir(d);
+			return fail("unexpected or repeated entry %s",
+				    e->d_name);
+		}
+		n++;
+	}
+	closedir(d);
+	CHECK(n == N, "listed %d of %d files", n, N);
+	for (i = N - 1; i >= 0; i -= 7) {
+		snprintf(name, sizeof(name), "file-%05d", i);
+		OK(stat(name, &st));
+	}
+	for (i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "file-%05d", i);
+		OK(unlink(name));
+	}
+	CHECK(listed(".", "file-00000") == 0 && listed(".", "file-02999") == 0,
+	      "removed files still listed");
+	return 0;
+}
+
+/* A deep tree: renaming its top keeps every descendant reachable. */
+static int case_deep_tree(void)
+{
+	enum { DEPTH = 40 };
+	char path[DEPTH * 4 + 64];
+	int i, len = 0;
+
+	OK(mkdir("top", 0755));
+	len = snprintf(path, sizeof(path), "top");
+	for (i = 0; i < DEPTH; i++) {
+		len += snprintf(path + len, sizeof(path) - len, "/d%d", i % 10);
+		OK(mkdir(path, 0755));
+	}
+	snprintf(path + len, sizeof(path) - len, "/leaf");
+	if (put(path, "deep", 4))
+		return -1;
+	OK(rename("top", "moved"));
+	memmove(path + 5, path + 3, strlen(path + 3) + 1);
+	memcpy(path, "moved", 5);
+	if (expect_content(path, "deep", 4))
+		return -1;
+	CHECK(access("top", F_OK) && errno == ENOENT, "old top still there");
+	OK(mkdir("top", 0755));
+	OK(rename("moved/d0/d1", "top/x"));
+	CHECK(access("top/x/d2/d3/d4/d5", F_OK) == 0,
+	      "subtree not reachable after move: %s", en(errno));
+	CHECK(access("moved/d0/d1", F_OK) && errno == ENOENT,
+	      "moved subtree still at old place");
+	return 0;
+}
+
 struct pc_case {
 	const char *name;
 	int (*fn)(void);
@@ -1599,6 +1688,8 @@ static const struct pc_case cases[] = {
 	{"dir_basic", case_dir_basic, 0},
 	{"long_names", case_long_names, 0},
 	{"readdir_ino", case_readdir_ino, 0},
+	{"many_files", case_many_files, 0},
+	{"deep_tree", case_deep_tree, 0},
 	{"rename_file", case_rename_file, 0},
 	{"rename_dir", case_rename_dir, 0},
 	{"rename_noreplace", case_rename_noreplace, 0},
