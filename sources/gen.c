@@ -43,12 +43,12 @@ enum gen_kind { GEN_DIR, GEN_CMD, GEN_TEMPLATE };
 struct gen_node {
 	char *name;
 	enum gen_kind kind;
-	char *text;         /* command line for /bin/sh -c, or template */
-	char *path;         /* full path in the drive, for logs and env */
+	char *text; /* command line for /bin/sh -c, or template */
+	char *path; /* full path in the drive, for logs and env */
 	unsigned int timeout_ms;
 	size_t max;
 	mode_t mode;
-	size_t parent;      /* index of the folder */
+	size_t parent;	    /* index of the folder */
 	size_t child, next; /* first child, next sibling (0: none) */
 };
 
@@ -223,8 +223,8 @@ static int parse_option(const char *w, struct gen_node *n)
 /* Check a template's ${...} names now, so a typo fails the mount. */
 static int check_template(const char *t)
 {
-	static const char *const vars[] = { "uid", "gid", "pid", "container",
-					    "mntns", "time", "path" };
+	static const char *const vars[] = {"uid",   "gid",  "pid", "container",
+					   "mntns", "time", "path"};
 
 	for (const char *p = t; (p = strstr(p, "${")); p++) {
 		const char *e = strchr(p, '}');
@@ -283,7 +283,9 @@ static int parse_line(struct gen *g, char *line, struct gen_node *def,
 		tok[len] = 0;
 		r = parse_option(tok, &opts);
 		if (r < 0)
-			return *why = "bad option (timeout=SEC, max=SIZE, mode=OCTAL)", -EINVAL;
+			return *why = "bad option (timeout=SEC, max=SIZE, "
+				      "mode=OCTAL)",
+			       -EINVAL;
 		if (r == 1)
 			break;
 		p += len;
@@ -306,7 +308,8 @@ static int parse_line(struct gen *g, char *line, struct gen_node *def,
 		i = find_child(g, dir, comp, len);
 		if (slash && slash[1]) {
 			if (i && g->n[i].kind != GEN_DIR)
-				return *why = "a file is used as a folder", -EINVAL;
+				return *why = "a file is used as a folder",
+				       -EINVAL;
 			if (!i && !(i = add_node(g, dir, comp, len)))
 				return -ENOMEM;
 			dir = i;
@@ -336,9 +339,8 @@ static int parse_line(struct gen *g, char *line, struct gen_node *def,
 static int load_config(struct gen *g, const char *file, char *err,
 		       size_t errlen)
 {
-	struct gen_node def = { .timeout_ms = GEN_TIMEOUT_MS,
-				.max = GEN_MAX_OUT,
-				.mode = 0444 };
+	struct gen_node def = {
+		.timeout_ms = GEN_TIMEOUT_MS, .max = GEN_MAX_OUT, .mode = 0444};
 	char *line = NULL;
 	size_t cap = 0;
 	int lineno = 0, r = 0;
@@ -426,7 +428,8 @@ static int gen_getattr(const struct vd_ctx *ctx, vd_node_t node,
 		return -ESTALE;
 	fill_stat(g, (size_t)i, st);
 	if (fi && fi->fh)
-		st->st_size = (off_t)((struct gen_open *)(uintptr_t)fi->fh)->len;
+		st->st_size =
+			(off_t)((struct gen_open *)(uintptr_t)fi->fh)->len;
 	return 0;
 }
 
@@ -496,13 +499,16 @@ static int run_template(const struct vd_ctx *ctx, const struct gen_node *n,
 		}
 		/* check_template() let only these names through. */
 		if (!strncmp(p, "uid}", 4))
-			snprintf(num, sizeof(num), "%u", (unsigned int)ctx->uid);
+			snprintf(num, sizeof(num), "%u",
+				 (unsigned int)ctx->uid);
 		else if (!strncmp(p, "gid}", 4))
-			snprintf(num, sizeof(num), "%u", (unsigned int)ctx->gid);
+			snprintf(num, sizeof(num), "%u",
+				 (unsigned int)ctx->gid);
 		else if (!strncmp(p, "pid}", 4))
 			snprintf(num, sizeof(num), "%d", (int)ctx->pid);
 		else if (!strncmp(p, "time}", 5))
-			snprintf(num, sizeof(num), "%lld", (long long)time(NULL));
+			snprintf(num, sizeof(num), "%lld",
+				 (long long)time(NULL));
 		else /* container, mntns */
 			snprintf(num, sizeof(num), "%llu",
 				 (unsigned long long)vd_ctx_mntns(ctx));
@@ -540,8 +546,10 @@ static int make_env(struct gen_env *e, const struct vd_ctx *ctx,
 		if (strncmp(environ[i], "VDRIVE_", 7))
 			e->env[k++] = environ[i];
 	snprintf(e->pid, sizeof(e->pid), "VDRIVE_PID=%d", (int)ctx->pid);
-	snprintf(e->uid, sizeof(e->uid), "VDRIVE_UID=%u", (unsigned int)ctx->uid);
-	snprintf(e->gid, sizeof(e->gid), "VDRIVE_GID=%u", (unsigned int)ctx->gid);
+	snprintf(e->uid, sizeof(e->uid), "VDRIVE_UID=%u",
+		 (unsigned int)ctx->uid);
+	snprintf(e->gid, sizeof(e->gid), "VDRIVE_GID=%u",
+		 (unsigned int)ctx->gid);
 	snprintf(e->mntns, sizeof(e->mntns), "VDRIVE_MNTNS=%llu",
 		 (unsigned long long)vd_ctx_mntns(ctx));
 	sprintf(e->path, "VDRIVE_PATH=/%s", n->path);
@@ -564,13 +572,13 @@ static long long now_ms(void)
 
 /* Start /bin/sh -c TEXT in its own process group, stdout and stderr to
  * the pipes, stdin from /dev/null, in the config file's folder. */
-static int spawn_cmd(const struct gen *g, const struct gen_node *n,
-		     char **env, int out, int err, pid_t *pid)
+static int spawn_cmd(const struct gen *g, const struct gen_node *n, char **env,
+		     int out, int err, pid_t *pid)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, def;
-	char *argv[] = { "/bin/sh", "-c", n->text, NULL };
+	char *argv[] = {"/bin/sh", "-c", n->text, NULL};
 	int r;
 
 	sigemptyset(&none);
@@ -608,7 +616,7 @@ static int run_cmd(const struct vd_ctx *ctx, const struct gen *g,
 		   const struct gen_node *n, struct gen_buf *out, char *why,
 		   size_t wlen)
 {
-	int op[2] = { -1, -1 }, ep[2] = { -1, -1 }, status = 0, r, done = 0;
+	int op[2] = {-1, -1}, ep[2] = {-1, -1}, status = 0, r, done = 0;
 	char errtext[GEN_ERR_KEEP + 1] = "";
 	size_t errlen = 0;
 	long long deadline = now_ms() + n->timeout_ms;
@@ -633,7 +641,7 @@ static int run_cmd(const struct vd_ctx *ctx, const struct gen *g,
 	}
 	/* Read both pipes until they close, the deadline or the limit. */
 	while (!r && (op[0] >= 0 || ep[0] >= 0)) {
-		struct pollfd pf[2] = { { op[0], POLLIN, 0 }, { ep[0], POLLIN, 0 } };
+		struct pollfd pf[2] = {{op[0], POLLIN, 0}, {ep[0], POLLIN, 0}};
 		long long left = deadline - now_ms();
 		char tmp[65536];
 		ssize_t got;
@@ -663,12 +671,15 @@ static int run_cmd(const struct vd_ctx *ctx, const struct gen *g,
 			} else if (k == 0) {
 				r = buf_add(out, tmp, (size_t)got);
 				if (r == -EFBIG)
-					snprintf(why, wlen, "more than %zu bytes of output",
-						 n->max);
+					snprintf(
+						why, wlen,
+						"more than %zu bytes of output",
+						n->max);
 			} else if (errlen < GEN_ERR_KEEP) {
-				size_t take = (size_t)got < GEN_ERR_KEEP - errlen
-						      ? (size_t)got
-						      : GEN_ERR_KEEP - errlen;
+				size_t take =
+					(size_t)got < GEN_ERR_KEEP - errlen
+						? (size_t)got
+						: GEN_ERR_KEEP - errlen;
 
 				memcpy(errtext + errlen, tmp, take);
 				errlen += take;
@@ -688,7 +699,8 @@ static int run_cmd(const struct vd_ctx *ctx, const struct gen *g,
 			r = -errno;
 			snprintf(why, wlen, "waitpid: %s", strerror(errno));
 		} else if (now_ms() >= deadline) {
-			snprintf(why, wlen, "did not exit within %u ms", n->timeout_ms);
+			snprintf(why, wlen, "did not exit within %u ms",
+				 n->timeout_ms);
 			r = -ETIMEDOUT;
 		} else {
 			usleep(1000);
@@ -732,7 +744,7 @@ static int gen_open(const struct vd_ctx *ctx, vd_node_t node,
 {
 	const struct gen *g = ctx->data;
 	long i = node_index(g, node);
-	struct gen_buf b = { 0 };
+	struct gen_buf b = {0};
 	struct gen_open *h;
 	const struct gen_node *n;
 	char why[512] = "";
@@ -749,8 +761,8 @@ static int gen_open(const struct vd_ctx *ctx, vd_node_t node,
 	if (n->kind == GEN_TEMPLATE) {
 		r = run_template(ctx, n, &b);
 		if (r == -EFBIG)
-			snprintf(why, sizeof(why), "more than %zu bytes of output",
-				 n->max);
+			snprintf(why, sizeof(why),
+				 "more than %zu bytes of output", n->max);
 		if (r)
 			r = -EIO;
 	} else {
@@ -851,7 +863,8 @@ static int gen_new(const char *arg, const struct vd_ops **ops, void **data,
 		goto fail;
 	}
 	slash = strrchr(abs, '/');
-	g->dir = slash == abs ? strdup("/") : strndup(abs, (size_t)(slash - abs));
+	g->dir = slash == abs ? strdup("/")
+			      : strndup(abs, (size_t)(slash - abs));
 	if (!g->dir) {
 		r = -ENOMEM;
 		goto fail;
@@ -861,7 +874,8 @@ static int gen_new(const char *arg, const struct vd_ops **ops, void **data,
 	clock_gettime(CLOCK_REALTIME, &g->loaded);
 	/* The root folder, index 0. */
 	g->n = calloc(1, sizeof(*g->n));
-	if (!g->n || !(g->n[0].name = strdup("")) || !(g->n[0].path = strdup(""))) {
+	if (!g->n || !(g->n[0].name = strdup("")) ||
+	    !(g->n[0].path = strdup(""))) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -884,6 +898,7 @@ fail:
 const struct vd_source vd_source_gen = {
 	.kind = "gen",
 	.usage = "gen:CONFIG",
-	.help = "read-only files made per open by commands or templates (per caller)",
+	.help = "read-only files made per open by commands or templates (per "
+		"caller)",
 	.open = gen_new,
 };

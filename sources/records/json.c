@@ -108,7 +108,7 @@ static int hex4(const char *p)
  * buffer *out of *outlen bytes. */
 static int parse_string(struct parser *ps, char **out, size_t *outlen)
 {
-	struct vd_jbuf b = { 0 };
+	struct vd_jbuf b = {0};
 
 	ps->p++;
 	for (;;) {
@@ -138,15 +138,32 @@ static int parse_string(struct parser *ps, char **out, size_t *outlen)
 			e = ps->p[1];
 			ps->p += 2;
 			switch (e) {
-			case '"': vd_jbuf_add(&b, "\"", 1); continue;
-			case '\\': vd_jbuf_add(&b, "\\", 1); continue;
-			case '/': vd_jbuf_add(&b, "/", 1); continue;
-			case 'b': vd_jbuf_add(&b, "\b", 1); continue;
-			case 'f': vd_jbuf_add(&b, "\f", 1); continue;
-			case 'n': vd_jbuf_add(&b, "\n", 1); continue;
-			case 'r': vd_jbuf_add(&b, "\r", 1); continue;
-			case 't': vd_jbuf_add(&b, "\t", 1); continue;
-			case 'u': break;
+			case '"':
+				vd_jbuf_add(&b, "\"", 1);
+				continue;
+			case '\\':
+				vd_jbuf_add(&b, "\\", 1);
+				continue;
+			case '/':
+				vd_jbuf_add(&b, "/", 1);
+				continue;
+			case 'b':
+				vd_jbuf_add(&b, "\b", 1);
+				continue;
+			case 'f':
+				vd_jbuf_add(&b, "\f", 1);
+				continue;
+			case 'n':
+				vd_jbuf_add(&b, "\n", 1);
+				continue;
+			case 'r':
+				vd_jbuf_add(&b, "\r", 1);
+				continue;
+			case 't':
+				vd_jbuf_add(&b, "\t", 1);
+				continue;
+			case 'u':
+				break;
 			default:
 				ps->p -= 2;
 				vd_jbuf_free(&b);
@@ -165,10 +182,13 @@ static int parse_string(struct parser *ps, char **out, size_t *outlen)
 					     : -1;
 				if (lo < 0xdc00 || lo > 0xdfff) {
 					vd_jbuf_free(&b);
-					return fail(ps, "lone surrogate in \\u escape");
+					return fail(
+						ps,
+						"lone surrogate in \\u escape");
 				}
 				ps->p += 6;
-				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+				cp = 0x10000 + ((cp - 0xd800) << 10) +
+				     (lo - 0xdc00);
 			} else if (cp >= 0xdc00 && cp <= 0xdfff) {
 				vd_jbuf_free(&b);
 				return fail(ps, "lone surrogate in \\u escape");
@@ -306,14 +326,16 @@ static int parse_blob(struct parser *ps, struct vd_json_value *v)
 	ps->p++;
 	skip_ws(ps);
 	if (ps->p >= ps->end || *ps->p != '"')
-		return fail(ps, "nested objects are not values (only {\"$base64\": \"...\"})");
+		return fail(ps, "nested objects are not values (only "
+				"{\"$base64\": \"...\"})");
 	r = parse_string(ps, &name, &nlen);
 	if (r)
 		return r;
 	r = strcmp(name, "$base64");
 	free(name);
 	if (r)
-		return fail(ps, "nested objects are not values (only {\"$base64\": \"...\"})");
+		return fail(ps, "nested objects are not values (only "
+				"{\"$base64\": \"...\"})");
 	skip_ws(ps);
 	if (ps->p >= ps->end || *ps->p != ':')
 		return fail(ps, "expected ':'");
@@ -439,7 +461,7 @@ static int parse_member(struct parser *ps, struct vd_json_object *o)
 int vd_json_parse(const char *text, size_t len, struct vd_json_object *out,
 		  char *err, size_t errlen)
 {
-	struct parser ps = { text, text + len, text, err, errlen, 0 };
+	struct parser ps = {text, text + len, text, err, errlen, 0};
 	int r = 0;
 
 	out->m = NULL;
@@ -542,7 +564,7 @@ void vd_json_put_string(struct vd_jbuf *b, const char *s, size_t n)
 		size_t len;
 
 		if (c == '"' || c == '\\') {
-			char e[2] = { '\\', (char)c };
+			char e[2] = {'\\', (char)c};
 
 			vd_jbuf_add(b, e, 2);
 			i++;
@@ -553,7 +575,8 @@ void vd_json_put_string(struct vd_jbuf *b, const char *s, size_t n)
 		} else if (c == '\r') {
 			vd_jbuf_add(b, "\\r", 2), i++;
 		} else if (c < 0x20 || c == 0x7f) {
-			char e[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+			char e[6] = {'\\', 'u',		'0',
+				     '0',  hex[c >> 4], hex[c & 15]};
 
 			vd_jbuf_add(b, e, 6);
 			i++;
@@ -601,8 +624,8 @@ void vd_json_put_real(struct vd_jbuf *b, double r)
 
 void vd_base64_put(struct vd_jbuf *b, const unsigned char *data, size_t n)
 {
-	static const char al[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrs"
+				 "tuvwxyz0123456789+/";
 
 	for (size_t i = 0; i < n; i += 3) {
 		unsigned int v = (unsigned int)data[i] << 16;

@@ -15,7 +15,7 @@
 
 enum vd_json_type {
 	VD_JSON_NULL,
-	VD_JSON_INT,  /* also true (1) and false (0) */
+	VD_JSON_INT, /* also true (1) and false (0) */
 	VD_JSON_REAL,
 	VD_JSON_TEXT,
 	VD_JSON_BLOB, /* {"$base64": "..."} */

@@ -43,8 +43,8 @@ struct rec_node {
 	double kr;
 	char *kt;
 	size_t ktlen;
-	int pending;            /* created, not inserted yet */
-	int nopen;              /* opens of this node */
+	int pending;		 /* created, not inserted yet */
+	int nopen;		 /* opens of this node */
 	struct rec_open *writer; /* an open with unsaved writes */
 	struct rec_node *idnext, *namenext;
 };
@@ -63,8 +63,8 @@ struct rec_table {
 	char *name;
 	int ncol;
 	char **cols;
-	char *aff;     /* per column: 'I', 'R', 'N', 'T' or 'B' (none) */
-	int key;       /* key column, or -1: the rowid */
+	char *aff; /* per column: 'I', 'R', 'N', 'T' or 'B' (none) */
+	int key;   /* key column, or -1: the rowid */
 	int key_is_rowid_alias;
 };
 
@@ -230,7 +230,7 @@ static void esc_name(struct vd_jbuf *b, const char *s, size_t n)
  * what esc_name() makes, so each key has a single file name. */
 static int unesc_name(struct vd_jbuf *out, const char *name, size_t n)
 {
-	struct vd_jbuf back = { 0 };
+	struct vd_jbuf back = {0};
 	int r = 0;
 
 	for (size_t i = 0; i < n; i++) {
@@ -289,7 +289,8 @@ static int key_text(struct vd_jbuf *b, sqlite3_value *v)
 		vd_json_put_real(b, sqlite3_value_double(v));
 		return 0;
 	case SQLITE_TEXT:
-		vd_jbuf_add(b, sqlite3_value_text(v), (size_t)sqlite3_value_bytes(v));
+		vd_jbuf_add(b, sqlite3_value_text(v),
+			    (size_t)sqlite3_value_bytes(v));
 		return 0;
 	default:
 		return -1;
@@ -299,7 +300,7 @@ static int key_text(struct vd_jbuf *b, sqlite3_value *v)
 /* The file name of a row (escaped key + ".json"), or -1 if it has none. */
 static int row_name(struct vd_jbuf *b, sqlite3_value *key)
 {
-	struct vd_jbuf t = { 0 };
+	struct vd_jbuf t = {0};
 	int r = key_text(&t, key);
 
 	if (r == 0) {
@@ -357,10 +358,11 @@ static int table_load(struct rec *s, const char *name, struct rec_table *t)
 	memset(t, 0, sizeof(*t));
 	if (!strncmp(name, "sqlite_", 7))
 		return -ENOENT;
-	if (sqlite3_prepare_v2(s->db,
-			       "SELECT strict, wr FROM pragma_table_list "
-			       "WHERE schema = 'main' AND type = 'table' AND name = ?",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(
+		    s->db,
+		    "SELECT strict, wr FROM pragma_table_list "
+		    "WHERE schema = 'main' AND type = 'table' AND name = ?",
+		    -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW) {
@@ -372,7 +374,8 @@ static int table_load(struct rec *s, const char *name, struct rec_table *t)
 	if (r)
 		return r;
 	if (sqlite3_prepare_v2(s->db,
-			       "SELECT name, type, pk FROM pragma_table_info(?) ORDER BY cid",
+			       "SELECT name, type, pk FROM "
+			       "pragma_table_info(?) ORDER BY cid",
 			       -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -405,7 +408,8 @@ static int table_load(struct rec *s, const char *name, struct rec_table *t)
 	if (!r && npk == 1) {
 		t->key = pkcol;
 		/* INTEGER PRIMARY KEY (exactly that type) is the rowid. */
-		t->key_is_rowid_alias = !wr && pktype && !strcasecmp(pktype, "INTEGER");
+		t->key_is_rowid_alias =
+			!wr && pktype && !strcasecmp(pktype, "INTEGER");
 	} else if (!r && !wr) {
 		t->key = -1;
 	} else if (!r) {
@@ -430,8 +434,10 @@ static int prepare(struct rec *s, struct vd_jbuf *sql, sqlite3_stmt **st)
 {
 	if (sql->oom)
 		return -ENOMEM;
-	if (sqlite3_prepare_v2(s->db, sql->p, (int)sql->len, st, NULL) != SQLITE_OK) {
-		vd_log(s->drive, "records: %s: %s", sql->p, sqlite3_errmsg(s->db));
+	if (sqlite3_prepare_v2(s->db, sql->p, (int)sql->len, st, NULL) !=
+	    SQLITE_OK) {
+		vd_log(s->drive, "records: %s: %s", sql->p,
+		       sqlite3_errmsg(s->db));
 		return -EIO;
 	}
 	return 0;
@@ -475,10 +481,10 @@ static int set_key(struct rec_node *n, sqlite3_value *v)
  * The key text is tried as an integer, as text and as a real, in that
  * order, and the row found must give back exactly name. -ENOENT if none.
  */
-static int row_find(struct rec *s, const struct rec_table *t,
-		    const char *name, struct rec_node *n)
+static int row_find(struct rec *s, const struct rec_table *t, const char *name,
+		    struct rec_node *n)
 {
-	struct vd_jbuf key = { 0 }, sql = { 0 };
+	struct vd_jbuf key = {0}, sql = {0};
 	sqlite3_stmt *st = NULL;
 	size_t len = strlen(name);
 	int r;
@@ -509,7 +515,8 @@ static int row_find(struct rec *s, const struct rec_table *t,
 
 			errno = 0;
 			v = strtoll(k, &end, 10);
-			if (errno || end == k || *end || (size_t)(end - k) != key.len)
+			if (errno || end == k || *end ||
+			    (size_t)(end - k) != key.len)
 				continue;
 			sqlite3_bind_int64(st, 1, v);
 		} else if (how == 1) {
@@ -523,7 +530,7 @@ static int row_find(struct rec *s, const struct rec_table *t,
 			sqlite3_bind_double(st, 1, v);
 		}
 		while (r == -ENOENT && sqlite3_step(st) == SQLITE_ROW) {
-			struct vd_jbuf got = { 0 };
+			struct vd_jbuf got = {0};
 			sqlite3_value *v = sqlite3_column_value(st, 0);
 
 			if (row_name(&got, v) == 0 && got.len == len &&
@@ -555,7 +562,8 @@ static void put_json_value(struct vd_jbuf *b, sqlite3_value *v)
 		break;
 	case SQLITE_BLOB:
 		vd_jbuf_add(b, "{\"$base64\": \"", 13);
-		vd_base64_put(b, sqlite3_value_blob(v), (size_t)sqlite3_value_bytes(v));
+		vd_base64_put(b, sqlite3_value_blob(v),
+			      (size_t)sqlite3_value_bytes(v));
 		vd_jbuf_add(b, "\"}", 2);
 		break;
 	default:
@@ -568,7 +576,7 @@ static void put_json_value(struct vd_jbuf *b, sqlite3_value *v)
 static int row_json(struct rec *s, const struct rec_table *t,
 		    const struct rec_node *n, struct vd_jbuf *out)
 {
-	struct vd_jbuf sql = { 0 };
+	struct vd_jbuf sql = {0};
 	sqlite3_stmt *st = NULL;
 	int r;
 
@@ -607,7 +615,7 @@ static int row_json(struct rec *s, const struct rec_table *t,
 /* Append one CSV field (RFC 4180), quoted when it has to be. */
 static void put_csv_field(struct vd_jbuf *b, sqlite3_value *v)
 {
-	struct vd_jbuf t = { 0 };
+	struct vd_jbuf t = {0};
 	const char *p;
 	size_t n;
 
@@ -615,7 +623,8 @@ static void put_csv_field(struct vd_jbuf *b, sqlite3_value *v)
 	case SQLITE_NULL:
 		return;
 	case SQLITE_BLOB:
-		vd_base64_put(b, sqlite3_value_blob(v), (size_t)sqlite3_value_bytes(v));
+		vd_base64_put(b, sqlite3_value_blob(v),
+			      (size_t)sqlite3_value_bytes(v));
 		return;
 	case SQLITE_FLOAT:
 		vd_json_put_real(b, sqlite3_value_double(v));
@@ -647,7 +656,7 @@ static void put_csv_field(struct vd_jbuf *b, sqlite3_value *v)
 static int table_csv(struct rec *s, const struct rec_table *t,
 		     struct vd_jbuf *out)
 {
-	struct vd_jbuf sql = { 0 };
+	struct vd_jbuf sql = {0};
 	sqlite3_stmt *st = NULL;
 	int r;
 
@@ -664,7 +673,8 @@ static int table_csv(struct rec *s, const struct rec_table *t,
 		sqlite3_stmt *nm;
 
 		/* Column names go through the same quoting as text fields. */
-		if (sqlite3_prepare_v2(s->db, "SELECT ?", -1, &nm, NULL) != SQLITE_OK)
+		if (sqlite3_prepare_v2(s->db, "SELECT ?", -1, &nm, NULL) !=
+		    SQLITE_OK)
 			break;
 		sqlite3_bind_text(nm, 1, sqlite3_column_name(st, i), -1,
 				  SQLITE_STATIC);
@@ -694,7 +704,7 @@ static int table_csv(struct rec *s, const struct rec_table *t,
 static int root_table(struct rec *s, const char *name, const char *suffix,
 		      struct rec_table *t)
 {
-	struct vd_jbuf tn = { 0 };
+	struct vd_jbuf tn = {0};
 	size_t len = strlen(name), sl = suffix ? strlen(suffix) : 0;
 	int r;
 
@@ -718,10 +728,9 @@ static void db_times(struct rec *s, struct stat *st)
 	if (stat(s->path, &a) != 0)
 		return;
 	snprintf(wal, sizeof(wal), "%s-wal", s->path);
-	if (stat(wal, &w) == 0 &&
-	    (w.st_mtim.tv_sec > a.st_mtim.tv_sec ||
-	     (w.st_mtim.tv_sec == a.st_mtim.tv_sec &&
-	      w.st_mtim.tv_nsec > a.st_mtim.tv_nsec)))
+	if (stat(wal, &w) == 0 && (w.st_mtim.tv_sec > a.st_mtim.tv_sec ||
+				   (w.st_mtim.tv_sec == a.st_mtim.tv_sec &&
+				    w.st_mtim.tv_nsec > a.st_mtim.tv_nsec)))
 		a.st_mtim = w.st_mtim;
 	st->st_mtim = a.st_mtim;
 	st->st_ctim = a.st_mtim;
@@ -739,7 +748,8 @@ static void fill_stat(struct rec *s, const struct rec_node *n, off_t size,
 		st->st_mode = S_IFDIR | (s->ro ? 0555 : 0755);
 		st->st_nlink = 2;
 	} else {
-		st->st_mode = S_IFREG | (s->ro || n->kind == REC_CSV ? 0444 : 0644);
+		st->st_mode =
+			S_IFREG | (s->ro || n->kind == REC_CSV ? 0444 : 0644);
 		st->st_nlink = 1;
 		st->st_size = size;
 	}
@@ -752,7 +762,7 @@ static void fill_stat(struct rec *s, const struct rec_node *n, off_t size,
 static int node_stat(struct rec *s, struct rec_node *n, struct stat *st)
 {
 	struct rec_table t;
-	struct vd_jbuf b = { 0 };
+	struct vd_jbuf b = {0};
 	off_t size = 0;
 	int r = 0;
 
@@ -765,7 +775,8 @@ static int node_stat(struct rec *s, struct rec_node *n, struct stat *st)
 		return r;
 	if (n->kind == REC_ROW) {
 		if (n->pending && !n->nopen)
-			r = -ENOENT; /* created, never saved: it never existed */
+			r = -ENOENT; /* created, never saved: it never existed
+				      */
 		else if (n->writer && n->writer->dirty)
 			size = (off_t)n->writer->buf.len;
 		else if (!n->pending)
@@ -798,7 +809,8 @@ static int rec_lookup(const struct vd_ctx *ctx, vd_node_t parent,
 		if (!r) {
 			n = node_make(s, REC_TABLE, t.name, name);
 			table_free(&t);
-		} else if (s->csv && (r = root_table(s, name, ".csv", &t)) == 0) {
+		} else if (s->csv &&
+			   (r = root_table(s, name, ".csv", &t)) == 0) {
 			n = node_make(s, REC_CSV, t.name, name);
 			table_free(&t);
 		}
@@ -854,7 +866,9 @@ static int rec_getattr(const struct vd_ctx *ctx, vd_node_t node,
 	if (!n)
 		r = -ESTALE;
 	else if (fi && fi->fh && n->kind == REC_ROW)
-		r = (fill_stat(s, n, (off_t)((struct rec_open *)fi->fh)->buf.len, st), 0);
+		r = (fill_stat(s, n,
+			       (off_t)((struct rec_open *)fi->fh)->buf.len, st),
+		     0);
 	else
 		r = node_stat(s, n, st);
 	rec_leave(s);
@@ -894,8 +908,8 @@ static int sqlite_errno(sqlite3 *db, int rc)
 
 static const char *json_type_name(const struct vd_json_value *v)
 {
-	static const char *names[] = { "null", "an integer", "a real", "text",
-				       "a blob" };
+	static const char *names[] = {"null", "an integer", "a real", "text",
+				      "a blob"};
 
 	return names[v->type];
 }
@@ -919,7 +933,8 @@ static int check_type(char aff, struct vd_json_value *v)
 		return -1;
 	case 'R':
 	case 'N':
-		return v->type == VD_JSON_INT || v->type == VD_JSON_REAL ? 0 : -1;
+		return v->type == VD_JSON_INT || v->type == VD_JSON_REAL ? 0
+									 : -1;
 	default: /* 'T' */
 		return v->type == VD_JSON_TEXT ? 0 : -1;
 	}
@@ -938,7 +953,8 @@ static void bind_json(sqlite3_stmt *st, int i, const struct vd_json_value *v)
 		sqlite3_bind_double(st, i, v->r);
 		break;
 	case VD_JSON_TEXT:
-		sqlite3_bind_text64(st, i, v->s, v->len, SQLITE_STATIC, SQLITE_UTF8);
+		sqlite3_bind_text64(st, i, v->s, v->len, SQLITE_STATIC,
+				    SQLITE_UTF8);
 		break;
 	case VD_JSON_BLOB:
 		sqlite3_bind_blob64(st, i, v->s, v->len, SQLITE_STATIC);
@@ -949,11 +965,16 @@ static void bind_json(sqlite3_stmt *st, int i, const struct vd_json_value *v)
 static const char *aff_name(char aff)
 {
 	switch (aff) {
-	case 'I': return "INTEGER";
-	case 'R': return "REAL";
-	case 'N': return "NUMERIC";
-	case 'T': return "TEXT";
-	default: return "BLOB";
+	case 'I':
+		return "INTEGER";
+	case 'R':
+		return "REAL";
+	case 'N':
+		return "NUMERIC";
+	case 'T':
+		return "TEXT";
+	default:
+		return "BLOB";
 	}
 }
 
@@ -1005,9 +1026,9 @@ static int bind_new_key(sqlite3_stmt *st, int i, const struct rec_table *t,
 static int commit(struct rec *s, struct rec_open *h, char *why, size_t wlen)
 {
 	struct rec_node *n = h->node;
-	struct vd_json_object o = { 0 };
+	struct vd_json_object o = {0};
 	struct rec_table t;
-	struct vd_jbuf sql = { 0 }, key = { 0 };
+	struct vd_jbuf sql = {0}, key = {0};
 	sqlite3_stmt *st = NULL;
 	int *col = NULL, r, rc, nb = 0, began = 0;
 	const char *text = h->buf.p ? h->buf.p : "";
@@ -1053,15 +1074,17 @@ static int commit(struct rec *s, struct rec_open *h, char *why, size_t wlen)
 			goto out;
 		}
 		if (col[i] == t.key) {
-			struct vd_jbuf kn = { 0 };
+			struct vd_jbuf kn = {0};
 			sqlite3_stmt *ks;
 
 			/* The key in the content must name this same file. */
-			rc = sqlite3_prepare_v2(s->db, "SELECT ?", -1, &ks, NULL);
+			rc = sqlite3_prepare_v2(s->db, "SELECT ?", -1, &ks,
+						NULL);
 			if (rc == SQLITE_OK) {
 				bind_json(ks, 1, v);
 				sqlite3_step(ks);
-				if (row_name(&kn, sqlite3_column_value(ks, 0)) ||
+				if (row_name(&kn,
+					     sqlite3_column_value(ks, 0)) ||
 				    strcmp(kn.p ? kn.p : "", n->name))
 					r = -EINVAL;
 				sqlite3_finalize(ks);
@@ -1071,7 +1094,8 @@ static int commit(struct rec *s, struct rec_open *h, char *why, size_t wlen)
 			vd_jbuf_free(&kn);
 			if (r) {
 				snprintf(why, wlen,
-					 "key column '%s' in the content does not match the file name",
+					 "key column '%s' in the content does "
+					 "not match the file name",
 					 o.m[i].name);
 				goto out;
 			}
@@ -1134,7 +1158,8 @@ static int commit(struct rec *s, struct rec_open *h, char *why, size_t wlen)
 		for (size_t i = 0; i < o.n; i++)
 			has_key |= col[i] == t.key;
 		if (!has_key && bind_new_key(st, ++nb, &t, &key)) {
-			snprintf(why, wlen, "the file name is not an integer key");
+			snprintf(why, wlen,
+				 "the file name is not an integer key");
 			r = -EINVAL;
 			goto out;
 		}
@@ -1166,7 +1191,8 @@ static int commit(struct rec *s, struct rec_open *h, char *why, size_t wlen)
 		memset(&probe, 0, sizeof(probe));
 		r = row_find(s, &t, n->name, &probe);
 		if (r) {
-			snprintf(why, wlen, "the new row's key does not read back as '%s'",
+			snprintf(why, wlen,
+				 "the new row's key does not read back as '%s'",
 				 n->name);
 			r = -EINVAL;
 			free(probe.kt);
@@ -1276,7 +1302,7 @@ static int rec_create(const struct vd_ctx *ctx, vd_node_t parent,
 {
 	struct rec *s = rec_enter(ctx);
 	struct rec_node *p = node_get(s, parent), *n = NULL, probe;
-	struct vd_jbuf key = { 0 };
+	struct vd_jbuf key = {0};
 	struct rec_table t;
 	size_t len = strlen(name);
 	int r;
@@ -1290,14 +1316,16 @@ static int rec_create(const struct vd_ctx *ctx, vd_node_t parent,
 		r = -EACCES;
 	} else if (len <= 5 || strcmp(name + len - 5, ".json") ||
 		   unesc_name(&key, name, len - 5)) {
-		vd_log(s->drive, "records: %s/%s: not a row file name (KEY.json)",
+		vd_log(s->drive,
+		       "records: %s/%s: not a row file name (KEY.json)",
 		       p->table, name);
 		r = -EINVAL;
 	} else if (!(r = table_load(s, p->table, &t))) {
 		r = row_find(s, &t, name, &probe);
 		if (r == -ENOENT && (t.key < 0 || t.aff[t.key] == 'I') &&
 		    !is_int_key(&key)) {
-			vd_log(s->drive, "records: %s/%s: the key must be an integer",
+			vd_log(s->drive,
+			       "records: %s/%s: the key must be an integer",
 			       p->table, name);
 			r = -EINVAL;
 		} else if (r == 0) {
@@ -1379,7 +1407,9 @@ static int rec_write(const struct vd_ctx *ctx, vd_node_t node,
 		   (size_t)off > REC_MAX_FILE - size) {
 		r = -EFBIG;
 	} else {
-		r = (size_t)off + size > h->buf.len ? resize(h, off + (off_t)size) : 0;
+		r = (size_t)off + size > h->buf.len
+			    ? resize(h, off + (off_t)size)
+			    : 0;
 		if (!r) {
 			memcpy(h->buf.p + off, buf, size);
 			h->dirty = 1;
@@ -1428,7 +1458,8 @@ static int rec_setattr(const struct vd_ctx *ctx, vd_node_t node,
 		if (!r && h) {
 			r = resize(h, st->st_size);
 		} else if (!r) {
-			/* truncate(2) with nobody writing: an edit of its own. */
+			/* truncate(2) with nobody writing: an edit of its own.
+			 */
 			memset(&tmp, 0, sizeof(tmp));
 			tmp.flags = O_WRONLY;
 			r = open_node(s, n, &tmp, 0);
@@ -1497,7 +1528,7 @@ static int rec_unlink(const struct vd_ctx *ctx, vd_node_t parent,
 {
 	struct rec *s = rec_enter(ctx);
 	struct rec_node *p = node_get(s, parent), probe;
-	struct vd_jbuf sql = { 0 };
+	struct vd_jbuf sql = {0};
 	struct rec_table t;
 	sqlite3_stmt *st = NULL;
 	int r, rc;
@@ -1524,7 +1555,8 @@ static int rec_unlink(const struct vd_ctx *ctx, vd_node_t parent,
 			rc = sqlite3_step(st);
 			if (rc != SQLITE_DONE) {
 				r = sqlite_errno(s->db, rc);
-				vd_log(s->drive, "records: %s/%s: not deleted: %s",
+				vd_log(s->drive,
+				       "records: %s/%s: not deleted: %s",
 				       t.name, name, sqlite3_errmsg(s->db));
 			} else if (sqlite3_changes(s->db) != 1) {
 				r = -ENOENT;
@@ -1543,7 +1575,8 @@ static int rec_unlink(const struct vd_ctx *ctx, vd_node_t parent,
  * for: readers skip entries numbered 0. Top bit set, apart from ids. */
 static ino_t list_ino(const char *table, const char *name)
 {
-	uint64_t h = hash_bytes(14695981039346656037ull, table, strlen(table) + 1);
+	uint64_t h =
+		hash_bytes(14695981039346656037ull, table, strlen(table) + 1);
 
 	return (ino_t)(hash_bytes(h, name, strlen(name)) | 1ull << 63);
 }
@@ -1555,17 +1588,20 @@ static int list_root(struct rec *s, off_t off, vd_fill_fn fill, void *buf)
 	off_t i = 2;
 	int r = 0;
 
-	if (sqlite3_prepare_v2(s->db,
-			       "SELECT name FROM pragma_table_list WHERE schema = 'main' "
-			       "AND type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-			       "ORDER BY name",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(
+		    s->db,
+		    "SELECT name FROM pragma_table_list WHERE schema = 'main' "
+		    "AND type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE "
+		    "'\\' "
+		    "ORDER BY name",
+		    -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
 	for (int pass = 0; pass < (s->csv ? 2 : 1) && !r; pass++) {
 		sqlite3_reset(st);
 		while (!r && sqlite3_step(st) == SQLITE_ROW) {
-			const char *tn = (const char *)sqlite3_column_text(st, 0);
-			struct vd_jbuf nm = { 0 };
+			const char *tn =
+				(const char *)sqlite3_column_text(st, 0);
+			struct vd_jbuf nm = {0};
 			struct rec_table t;
 			struct stat sb;
 
@@ -1578,7 +1614,8 @@ static int list_root(struct rec *s, off_t off, vd_fill_fn fill, void *buf)
 			memset(&sb, 0, sizeof(sb));
 			sb.st_mode = pass ? S_IFREG : S_IFDIR;
 			sb.st_ino = nm.p ? list_ino("", nm.p) : 1;
-			if (nm.len <= REC_NAME_MAX && !nm.oom && fill(buf, nm.p, 0, &sb, i))
+			if (nm.len <= REC_NAME_MAX && !nm.oom &&
+			    fill(buf, nm.p, 0, &sb, i))
 				r = 1;
 			vd_jbuf_free(&nm);
 		}
@@ -1591,7 +1628,7 @@ static int list_root(struct rec *s, off_t off, vd_fill_fn fill, void *buf)
 static int list_table(struct rec *s, const struct rec_table *t, off_t off,
 		      vd_fill_fn fill, void *buf)
 {
-	struct vd_jbuf sql = { 0 };
+	struct vd_jbuf sql = {0};
 	sqlite3_stmt *st = NULL;
 	off_t i = off < 2 ? 2 : off;
 	int r;
@@ -1609,14 +1646,15 @@ static int list_table(struct rec *s, const struct rec_table *t, off_t off,
 		return r;
 	sqlite3_bind_int64(st, 1, i - 2);
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		struct vd_jbuf nm = { 0 };
+		struct vd_jbuf nm = {0};
 		struct stat sb;
 		int full = 0;
 
 		i++;
 		memset(&sb, 0, sizeof(sb));
 		sb.st_mode = S_IFREG;
-		if (row_name(&nm, sqlite3_column_value(st, 0)) == 0 && !nm.oom) {
+		if (row_name(&nm, sqlite3_column_value(st, 0)) == 0 &&
+		    !nm.oom) {
 			sb.st_ino = list_ino(t->name, nm.p);
 			full = fill(buf, nm.p, 0, &sb, i);
 		}
@@ -1693,23 +1731,25 @@ static size_t collect_changes(struct rec *s, struct rec_inval **out)
 		struct rec_node *e = b == REC_NBUCKETS ? &s->root : s->byid[b];
 
 		for (; e; e = b == REC_NBUCKETS ? NULL : e->idnext) {
-			struct rec_inval x = { e->id, 0, NULL };
+			struct rec_inval x = {e->id, 0, NULL};
 
 			if (e->kind == REC_ROW && !e->writer &&
 			    (!e->pending || !e->nopen)) {
 				struct rec_table t;
-				struct vd_jbuf j = { 0 };
+				struct vd_jbuf j = {0};
 				struct rec_node *tn;
-				struct vd_jbuf tname = { 0 };
+				struct vd_jbuf tname = {0};
 
 				if (table_load(s, e->table, &t) == 0) {
 					if (e->pending ||
 					    row_json(s, &t, e, &j) == -ENOENT) {
 						esc_name(&tname, e->table,
 							 strlen(e->table));
-						tn = tname.p ? node_find(s, REC_TABLE,
-									 e->table,
-									 tname.p)
+						tn = tname.p ? node_find(
+								       s,
+								       REC_TABLE,
+								       e->table,
+								       tname.p)
 							     : NULL;
 						x.name = strdup(e->name);
 						x.parent = tn ? tn->id : 0;
@@ -1775,7 +1815,8 @@ static void *poll_thread(void *arg)
 		pthread_mutex_unlock(&s->lock);
 		for (size_t i = 0; i < n; i++) {
 			if (v[i].name && v[i].parent)
-				vd_drive_invalidate_entry(d, v[i].parent, v[i].name);
+				vd_drive_invalidate_entry(d, v[i].parent,
+							  v[i].name);
 			vd_drive_invalidate_node(d, v[i].node, 0, 0);
 			free(v[i].name);
 		}
@@ -1843,7 +1884,8 @@ static int parse_arg(struct rec *s, const char *arg, char *err, size_t errlen)
 	opt = strtok_r(copy, ",", &save);
 	if (!opt || !*opt) {
 		free(copy);
-		snprintf(err, errlen, "records: give the database: records:PATH[,csv]");
+		snprintf(err, errlen,
+			 "records: give the database: records:PATH[,csv]");
 		return -EINVAL;
 	}
 	s->path = strdup(opt);
@@ -1858,13 +1900,16 @@ static int parse_arg(struct rec *s, const char *arg, char *err, size_t errlen)
 			unsigned long v = strtoul(opt + 5, &end, 10);
 
 			if (*end || end == opt + 5 || v < 10 || v > 60000) {
-				snprintf(err, errlen, "records: poll=MS wants 10..60000");
+				snprintf(err, errlen,
+					 "records: poll=MS wants 10..60000");
 				free(copy);
 				return -EINVAL;
 			}
 			s->poll_ms = (unsigned int)v;
 		} else {
-			snprintf(err, errlen, "records: unknown option '%s' (csv, ro, poll=MS)",
+			snprintf(err, errlen,
+				 "records: unknown option '%s' (csv, ro, "
+				 "poll=MS)",
 				 opt);
 			free(copy);
 			return -EINVAL;
@@ -1894,8 +1939,8 @@ static int rec_new(const char *arg, const struct vd_ops **ops, void **data,
 		goto fail;
 	if (stat(s->path, &st) != 0 || !S_ISREG(st.st_mode)) {
 		r = -ENOENT;
-		snprintf(err, errlen, "records: %s: not an existing database file",
-			 s->path);
+		snprintf(err, errlen,
+			 "records: %s: not an existing database file", s->path);
 		goto fail;
 	}
 	s->uid = st.st_uid;
@@ -1903,8 +1948,8 @@ static int rec_new(const char *arg, const struct vd_ops **ops, void **data,
 	flags = (s->ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
 		SQLITE_OPEN_NOMUTEX;
 	if (sqlite3_open_v2(s->path, &s->db, flags, NULL) != SQLITE_OK ||
-	    sqlite3_exec(s->db, "SELECT count(*) FROM sqlite_schema", NULL, NULL,
-			 NULL) != SQLITE_OK) {
+	    sqlite3_exec(s->db, "SELECT count(*) FROM sqlite_schema", NULL,
+			 NULL, NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "records: %s: %s", s->path,
 			 s->db ? sqlite3_errmsg(s->db) : "cannot open");
 		r = -EINVAL;
@@ -1914,7 +1959,8 @@ static int rec_new(const char *arg, const struct vd_ops **ops, void **data,
 	sqlite3_exec(s->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
 	if (pthread_create(&s->poller, NULL, poll_thread, s) != 0) {
 		r = -EAGAIN;
-		snprintf(err, errlen, "records: cannot start the change poller");
+		snprintf(err, errlen,
+			 "records: cannot start the change poller");
 		goto fail;
 	}
 	s->poller_started = 1;
@@ -1929,6 +1975,7 @@ fail:
 const struct vd_source vd_source_records = {
 	.kind = "records",
 	.usage = "records:PATH[,csv][,ro][,poll=MS]",
-	.help = "the tables of an existing SQLite database, a JSON file per row",
+	.help = "the tables of an existing SQLite database, a JSON file per "
+		"row",
 	.open = rec_new,
 };

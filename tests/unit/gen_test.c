@@ -72,7 +72,8 @@ static vd_node_t walk(const char *p)
 	struct stat st;
 
 	snprintf(tmp, sizeof(tmp), "%s", p);
-	for (char *c = strtok_r(tmp, "/", &save); c; c = strtok_r(NULL, "/", &save))
+	for (char *c = strtok_r(tmp, "/", &save); c;
+	     c = strtok_r(NULL, "/", &save))
 		if (ops->lookup(&ctx, n, c, &n, &st))
 			return 0;
 	return n;
@@ -81,7 +82,7 @@ static vd_node_t walk(const char *p)
 /* Open and read the file at p as the caller in ctx; -errno of open. */
 static int slurp(const char *p, char *buf, size_t size)
 {
-	struct vd_file fi = { .flags = O_RDONLY, .backing_fd = -1 };
+	struct vd_file fi = {.flags = O_RDONLY, .backing_fd = -1};
 	vd_node_t n = walk(p);
 	int r, got, total = 0;
 
@@ -154,7 +155,8 @@ static void test_bad_configs(void)
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		data = NULL;
-		ok(open_conf(bad[i], &data, err, sizeof(err)) == -EINVAL && err[0],
+		ok(open_conf(bad[i], &data, err, sizeof(err)) == -EINVAL &&
+			   err[0],
 		   "bad config refused: %s", err);
 		if (data)
 			ops->destroy(data);
@@ -163,8 +165,8 @@ static void test_bad_configs(void)
 		const struct vd_source *src = vd_source_find("gen:");
 
 		data = NULL;
-		ok(src->open("/nonexistent/gen.conf", &ops, &data, err, sizeof(err)) ==
-			   -ENOENT,
+		ok(src->open("/nonexistent/gen.conf", &ops, &data, err,
+			     sizeof(err)) == -ENOENT,
 		   "missing config: ENOENT (%s)", err);
 	}
 }
@@ -186,11 +188,14 @@ int main(void)
 		 "# a comment\n"
 		 "\n"
 		 "default timeout=3\n"
-		 "who.txt       template  uid=${uid} gid=${gid} pid=${pid} ns=${container} ${path}\\n\\$x\n"
-		 "env/vars      cmd  echo \"$VDRIVE_UID $VDRIVE_GID $VDRIVE_PID $VDRIVE_MNTNS $VDRIVE_PATH\"\n"
+		 "who.txt       template  uid=${uid} gid=${gid} pid=${pid} "
+		 "ns=${container} ${path}\\n\\$x\n"
+		 "env/vars      cmd  echo \"$VDRIVE_UID $VDRIVE_GID "
+		 "$VDRIVE_PID $VDRIVE_MNTNS $VDRIVE_PATH\"\n"
 		 "env/cwd       cmd  pwd\n"
 		 "/lim/slow     cmd timeout=0.4  sleep 10; echo late\n"
-		 "lim/bg        cmd timeout=0.4  sleep 30 & echo $! > %s; sleep 20\n"
+		 "lim/bg        cmd timeout=0.4  sleep 30 & echo $! > %s; "
+		 "sleep 20\n"
 		 "lim/huge      cmd max=64K  head -c 100000 /dev/zero\n"
 		 "lim/exact     cmd max=64K  head -c 65536 /dev/zero\n"
 		 "lim/fail      cmd  echo broken >&2; exit 3\n"
@@ -208,51 +213,59 @@ int main(void)
 
 	buf[0] = 0;
 	{
-		struct vd_file fi = { .backing_fd = -1 };
+		struct vd_file fi = {.backing_fd = -1};
 
 		ops->readdir(&ctx, VD_ROOT, &fi, 0, collect, buf);
 	}
-	ok(!strcmp(buf, ". .. who.txt env lim "), "folders implied by paths (%s)", buf);
+	ok(!strcmp(buf, ". .. who.txt env lim "),
+	   "folders implied by paths (%s)", buf);
 	{
 		struct stat st;
 
-		ok(ops->getattr(&ctx, walk("lim"), NULL, &st) == 0 && S_ISDIR(st.st_mode) &&
-			   ops->getattr(&ctx, walk("who.txt"), NULL, &st) == 0 &&
+		ok(ops->getattr(&ctx, walk("lim"), NULL, &st) == 0 &&
+			   S_ISDIR(st.st_mode) &&
+			   ops->getattr(&ctx, walk("who.txt"), NULL, &st) ==
+				   0 &&
 			   st.st_mode == (S_IFREG | 0444),
 		   "folders and read-only files");
 	}
 	{
-		struct vd_file fi = { .flags = O_WRONLY, .backing_fd = -1 };
+		struct vd_file fi = {.flags = O_WRONLY, .backing_fd = -1};
 
-		ok(ops->open(&ctx, walk("who.txt"), &fi) == -EROFS, "open for writing: EROFS");
+		ok(ops->open(&ctx, walk("who.txt"), &fi) == -EROFS,
+		   "open for writing: EROFS");
 	}
 
 	r = slurp("who.txt", buf, sizeof(buf));
-	snprintf(conf, sizeof(conf), "uid=1234 gid=567 pid=%d ns=%llu /who.txt\n$x\n",
+	snprintf(conf, sizeof(conf),
+		 "uid=1234 gid=567 pid=%d ns=%llu /who.txt\n$x\n",
 		 (int)getpid(), (unsigned long long)vd_ctx_mntns(&ctx));
 	ok(r == 0 && !strcmp(buf, conf), "template for the caller: %s", buf);
 	ctx.uid = 42;
 	r = slurp("who.txt", buf, sizeof(buf));
-	ok(r == 0 && !strncmp(buf, "uid=42 ", 7), "another uid reads other content");
+	ok(r == 0 && !strncmp(buf, "uid=42 ", 7),
+	   "another uid reads other content");
 	r = slurp("env/vars", buf, sizeof(buf));
-	snprintf(conf, sizeof(conf), "42 567 %d %llu /env/vars\n", (int)getpid(),
-		 (unsigned long long)vd_ctx_mntns(&ctx));
-	ok(r == 0 && !strcmp(buf, conf), "command sees VDRIVE_* of the caller: %s", buf);
+	snprintf(conf, sizeof(conf), "42 567 %d %llu /env/vars\n",
+		 (int)getpid(), (unsigned long long)vd_ctx_mntns(&ctx));
+	ok(r == 0 && !strcmp(buf, conf),
+	   "command sees VDRIVE_* of the caller: %s", buf);
 	r = slurp("env/cwd", buf, sizeof(buf));
 	snprintf(conf, sizeof(conf), "%s\n", dir);
 	ok(r == 0 && !strcmp(buf, conf), "command runs in the config's folder");
 	r = slurp("lim/big", buf, sizeof(buf));
-	ok(r == 0 && strlen(buf) == sizeof(buf) - 1 && !strncmp(buf, "a\na\n", 4),
+	ok(r == 0 && strlen(buf) == sizeof(buf) - 1 &&
+		   !strncmp(buf, "a\na\n", 4),
 	   "3 MB of output reads back");
 
 	t0 = now();
 	r = slurp("lim/slow", buf, sizeof(buf));
-	ok(r == -EIO && now() - t0 < 1.5, "a generator past its time: EIO in %.2f s",
-	   now() - t0);
+	ok(r == -EIO && now() - t0 < 1.5,
+	   "a generator past its time: EIO in %.2f s", now() - t0);
 	t0 = now();
 	r = slurp("lim/bg", buf, sizeof(buf));
-	ok(r == -EIO && now() - t0 < 1.5, "one whose child holds the pipe: EIO in %.2f s",
-	   now() - t0);
+	ok(r == -EIO && now() - t0 < 1.5,
+	   "one whose child holds the pipe: EIO in %.2f s", now() - t0);
 	{
 		FILE *f = fopen(pidfile, "r");
 		int bg = 0, alive = 1;
@@ -268,14 +281,17 @@ int main(void)
 			if (alive)
 				usleep(10000);
 		}
-		ok(bg > 0 && !alive, "its background child was killed too (pid %d)", bg);
+		ok(bg > 0 && !alive,
+		   "its background child was killed too (pid %d)", bg);
 	}
 	ok(slurp("lim/huge", buf, sizeof(buf)) == -EIO, "too much output: EIO");
 	ok(slurp("lim/exact", buf, sizeof(buf)) == 0 && strlen(buf) == 0,
 	   "output at exactly the limit is fine");
 	ok(slurp("lim/fail", buf, sizeof(buf)) == -EIO, "non-zero exit: EIO");
-	ok(slurp("lim/noexec", buf, sizeof(buf)) == -EIO, "a command that cannot run: EIO");
-	ok(slurp("who.txt", buf, sizeof(buf)) == 0, "the drive still answers afterwards");
+	ok(slurp("lim/noexec", buf, sizeof(buf)) == -EIO,
+	   "a command that cannot run: EIO");
+	ok(slurp("who.txt", buf, sizeof(buf)) == 0,
+	   "the drive still answers afterwards");
 
 	ops->destroy(data);
 	unlink(pidfile);

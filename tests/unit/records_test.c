@@ -68,7 +68,7 @@ static vd_node_t lookup(vd_node_t parent, const char *name)
 /* Read a whole file through open/read/release into buf. */
 static int slurp(vd_node_t n, char *buf, size_t size)
 {
-	struct vd_file fi = { .flags = O_RDONLY, .backing_fd = -1 };
+	struct vd_file fi = {.flags = O_RDONLY, .backing_fd = -1};
 	int r = ops->open(&ctx, n, &fi), got;
 
 	if (r)
@@ -83,7 +83,7 @@ static int slurp(vd_node_t n, char *buf, size_t size)
  * flush (close) says. */
 static int put(vd_node_t n, const char *text)
 {
-	struct vd_file fi = { .flags = O_WRONLY | O_TRUNC, .backing_fd = -1 };
+	struct vd_file fi = {.flags = O_WRONLY | O_TRUNC, .backing_fd = -1};
 	int r = ops->open(&ctx, n, &fi), w;
 
 	if (r)
@@ -114,7 +114,7 @@ static int collect(void *buf, const char *name, vd_node_t node,
 static const char *list(vd_node_t dir)
 {
 	static struct names n;
-	struct vd_file fi = { .backing_fd = -1 };
+	struct vd_file fi = {.backing_fd = -1};
 
 	n.all[0] = 0;
 	if (ops->readdir(&ctx, dir, &fi, 0, collect, &n))
@@ -127,34 +127,55 @@ static void test_json(void)
 	struct vd_json_object o;
 	char err[128];
 	static const char *bad[] = {
-		"", "[]", "{", "{\"a\":1,}", "{\"a\":1 \"b\":2}", "{\"a\":01}",
-		"{\"a\":1}x", "{\"a\":1,\"a\":2}", "{\"a\":[1]}", "{\"a\":{\"b\":1}}",
-		"{\"a\":\"\\ud800\"}", "{\"a\":\"\xff\"}", "{\"a\":\"x\ny\"}",
-		"{\"a\":tru}", "{\"a\":1.}", "{\"a\":-}", "{\"a\":\"\\x\"}",
-		"{\"a\":{\"$base64\":\"AAE\"}}", "{'a':1}",
+		"",
+		"[]",
+		"{",
+		"{\"a\":1,}",
+		"{\"a\":1 \"b\":2}",
+		"{\"a\":01}",
+		"{\"a\":1}x",
+		"{\"a\":1,\"a\":2}",
+		"{\"a\":[1]}",
+		"{\"a\":{\"b\":1}}",
+		"{\"a\":\"\\ud800\"}",
+		"{\"a\":\"\xff\"}",
+		"{\"a\":\"x\ny\"}",
+		"{\"a\":tru}",
+		"{\"a\":1.}",
+		"{\"a\":-}",
+		"{\"a\":\"\\x\"}",
+		"{\"a\":{\"$base64\":\"AAE\"}}",
+		"{'a':1}",
 	};
-	struct vd_jbuf b = { 0 };
+	struct vd_jbuf b = {0};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		int r = vd_json_parse(bad[i], strlen(bad[i]), &o, err, sizeof(err));
+		int r = vd_json_parse(bad[i], strlen(bad[i]), &o, err,
+				      sizeof(err));
 
 		ok(r == -EINVAL && err[0], "json rejects %s (%s)", bad[i], err);
 	}
-	ok(vd_json_parse(" {\"i\": -12, \"r\": 1e3, \"t\": \"\\u00e9\\ud83d\\ude00\\n\","
-			 " \"n\": null, \"b\": true, \"big\": 99999999999999999999,"
-			 " \"x\": {\"$base64\": \"AAEC\"}} ",
-			 strlen(" {\"i\": -12, \"r\": 1e3, \"t\": \"\\u00e9\\ud83d\\ude00\\n\","
-				" \"n\": null, \"b\": true, \"big\": 99999999999999999999,"
-				" \"x\": {\"$base64\": \"AAEC\"}} "),
-			 &o, err, sizeof(err)) == 0 && o.n == 7,
+	ok(vd_json_parse(
+		   " {\"i\": -12, \"r\": 1e3, \"t\": "
+		   "\"\\u00e9\\ud83d\\ude00\\n\","
+		   " \"n\": null, \"b\": true, \"big\": 99999999999999999999,"
+		   " \"x\": {\"$base64\": \"AAEC\"}} ",
+		   strlen(" {\"i\": -12, \"r\": 1e3, \"t\": "
+			  "\"\\u00e9\\ud83d\\ude00\\n\","
+			  " \"n\": null, \"b\": true, \"big\": "
+			  "99999999999999999999,"
+			  " \"x\": {\"$base64\": \"AAEC\"}} "),
+		   &o, err, sizeof(err)) == 0 &&
+		   o.n == 7,
 	   "json reads every kind of value");
 	ok(o.n == 7 && o.m[0].v.type == VD_JSON_INT && o.m[0].v.i == -12 &&
 		   o.m[1].v.type == VD_JSON_REAL && o.m[1].v.r == 1000.0 &&
 		   o.m[2].v.type == VD_JSON_TEXT &&
 		   !strcmp(o.m[2].v.s, "\xc3\xa9\xf0\x9f\x98\x80\n") &&
 		   o.m[3].v.type == VD_JSON_NULL && o.m[4].v.i == 1 &&
-		   o.m[5].v.type == VD_JSON_REAL && o.m[6].v.type == VD_JSON_BLOB &&
-		   o.m[6].v.len == 3 && !memcmp(o.m[6].v.s, "\0\1\2", 3),
+		   o.m[5].v.type == VD_JSON_REAL &&
+		   o.m[6].v.type == VD_JSON_BLOB && o.m[6].v.len == 3 &&
+		   !memcmp(o.m[6].v.s, "\0\1\2", 3),
 	   "json values have the right types and bytes");
 	vd_json_object_free(&o);
 	vd_json_put_string(&b, "a\"\\\n\x01\xff", 6);
@@ -171,21 +192,26 @@ static void setup_db(void)
 	snprintf(dbpath, sizeof(dbpath), "/tmp/records_test.%d.db", getpid());
 	unlink(dbpath);
 	if (sqlite3_open(dbpath, &db) != SQLITE_OK ||
-	    sqlite3_exec(db,
-			 "PRAGMA journal_mode=WAL;"
-			 "CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-			 " age INTEGER CHECK(age >= 0), score REAL, pic BLOB,"
-			 " email TEXT UNIQUE);"
-			 "INSERT INTO people VALUES(1, 'Ann', 30, 1.5, x'0102ff', 'a@x');"
-			 "INSERT INTO people VALUES(2, 'Bob', NULL, 2.0, NULL, 'b@x');"
-			 "CREATE TABLE tags(name TEXT PRIMARY KEY, n INT);"
-			 "INSERT INTO tags VALUES('a/b', 1), ('.', 2), ('x%y', 3);"
-			 "CREATE TABLE log(msg);"
-			 "INSERT INTO log VALUES('hello'), ('world');"
-			 "CREATE TABLE s(id INTEGER PRIMARY KEY, v INTEGER) STRICT;"
-			 "CREATE TABLE pair(a, b, PRIMARY KEY(a, b)) WITHOUT ROWID;",
-			 NULL, NULL, NULL) != SQLITE_OK) {
-		printf("Bail out! cannot make %s: %s\n", dbpath, sqlite3_errmsg(db));
+	    sqlite3_exec(
+		    db,
+		    "PRAGMA journal_mode=WAL;"
+		    "CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT NOT "
+		    "NULL,"
+		    " age INTEGER CHECK(age >= 0), score REAL, pic BLOB,"
+		    " email TEXT UNIQUE);"
+		    "INSERT INTO people VALUES(1, 'Ann', 30, 1.5, x'0102ff', "
+		    "'a@x');"
+		    "INSERT INTO people VALUES(2, 'Bob', NULL, 2.0, NULL, "
+		    "'b@x');"
+		    "CREATE TABLE tags(name TEXT PRIMARY KEY, n INT);"
+		    "INSERT INTO tags VALUES('a/b', 1), ('.', 2), ('x%y', 3);"
+		    "CREATE TABLE log(msg);"
+		    "INSERT INTO log VALUES('hello'), ('world');"
+		    "CREATE TABLE s(id INTEGER PRIMARY KEY, v INTEGER) STRICT;"
+		    "CREATE TABLE pair(a, b, PRIMARY KEY(a, b)) WITHOUT ROWID;",
+		    NULL, NULL, NULL) != SQLITE_OK) {
+		printf("Bail out! cannot make %s: %s\n", dbpath,
+		       sqlite3_errmsg(db));
 		exit(1);
 	}
 }
@@ -214,7 +240,8 @@ int main(void)
 		return 1;
 	ctx.data = data;
 
-	ok(!strcmp(list(VD_ROOT), ". .. log people s tags log.csv people.csv s.csv tags.csv "),
+	ok(!strcmp(list(VD_ROOT),
+		   ". .. log people s tags log.csv people.csv s.csv tags.csv "),
 	   "root lists tables and CSV files, not the composite-key table (%s)",
 	   list(VD_ROOT));
 	people = lookup(VD_ROOT, "people");
@@ -226,8 +253,10 @@ int main(void)
 	ok(!strcmp(list(people), ". .. 1.json 2.json "), "a file per row");
 	n = lookup(people, "1.json");
 	ok(n && slurp(n, buf, sizeof(buf)) == 0 &&
-		   !strcmp(buf, "{\n  \"id\": 1,\n  \"name\": \"Ann\",\n  \"age\": 30,\n"
-				"  \"score\": 1.5,\n  \"pic\": {\"$base64\": \"AQL/\"},\n"
+		   !strcmp(buf, "{\n  \"id\": 1,\n  \"name\": \"Ann\",\n  "
+				"\"age\": 30,\n"
+				"  \"score\": 1.5,\n  \"pic\": {\"$base64\": "
+				"\"AQL/\"},\n"
 				"  \"email\": \"a@x\"\n}\n"),
 	   "row 1 reads as JSON:\n%s", buf);
 	ok(!lookup(people, "01.json") && !lookup(people, "1") &&
@@ -235,62 +264,82 @@ int main(void)
 	   "non-canonical, suffix-less and missing names do not exist");
 
 	/* Edits: good, then each kind of bad, the row unchanged after each. */
-	ok(put(n, "{\"name\": \"Ann B\", \"age\": 31, \"pic\": {\"$base64\": \"AAEC\"}}") == 0 &&
-		   !strcmp(q("SELECT name || age || hex(pic) FROM people WHERE id=1"),
+	ok(put(n, "{\"name\": \"Ann B\", \"age\": 31, \"pic\": {\"$base64\": "
+		  "\"AAEC\"}}") == 0 &&
+		   !strcmp(q("SELECT name || age || hex(pic) FROM people WHERE "
+			     "id=1"),
 			   "Ann B31000102"),
 	   "writing the file updates the row");
 	ok(put(n, "{\"name\": \"X\",") == -EINVAL, "bad JSON: EINVAL");
-	ok(put(n, "{\"age\": \"old\"}") == -EINVAL, "text into INTEGER: EINVAL");
+	ok(put(n, "{\"age\": \"old\"}") == -EINVAL,
+	   "text into INTEGER: EINVAL");
 	ok(put(n, "{\"nmae\": \"X\"}") == -EINVAL, "unknown column: EINVAL");
 	ok(put(n, "{\"age\": -1}") == -EINVAL, "CHECK violation: EINVAL");
 	ok(put(n, "{\"name\": null}") == -EINVAL, "NOT NULL violation: EINVAL");
-	ok(put(n, "{\"email\": \"b@x\"}") == -EEXIST, "UNIQUE violation: EEXIST");
+	ok(put(n, "{\"email\": \"b@x\"}") == -EEXIST,
+	   "UNIQUE violation: EEXIST");
 	ok(put(n, "{\"id\": 2, \"name\": \"X\"}") == -EINVAL,
 	   "a key not matching the file name: EINVAL");
 	ok(put(n, "{\"name\": 5}") == -EINVAL, "a number into TEXT: EINVAL");
-	ok(!strcmp(q("SELECT name || age || score || email FROM people WHERE id=1"),
+	ok(!strcmp(q("SELECT name || age || score || email FROM people WHERE "
+		     "id=1"),
 		   "Ann B311.5a@x"),
 	   "the row is unchanged after every failure");
 	ok(put(n, "{\"id\": 1, \"age\": 32.0, \"score\": 3}") == 0 &&
-		   !strcmp(q("SELECT age || ':' || typeof(age) || ':' || score FROM people WHERE id=1"),
+		   !strcmp(q("SELECT age || ':' || typeof(age) || ':' || score "
+			     "FROM people WHERE id=1"),
 			   "32:integer:3.0"),
 	   "a matching key and integral reals are accepted");
 
 	/* Create, truncate, unlink. */
 	{
-		struct vd_file fi = { .flags = O_WRONLY | O_CREAT, .backing_fd = -1 };
+		struct vd_file fi = {.flags = O_WRONLY | O_CREAT,
+				     .backing_fd = -1};
 		struct stat st;
 		const char *t = "{\"name\": \"Cat\"}";
 		vd_node_t c = 0;
 
-		r = ops->create(&ctx, people, "7.json", S_IFREG | 0644, &fi, &c, &st);
+		r = ops->create(&ctx, people, "7.json", S_IFREG | 0644, &fi, &c,
+				&st);
 		ok(r == 0, "create 7.json");
-		ok(!r && ops->write(&ctx, c, &fi, t, strlen(t), 0) == (int)strlen(t) &&
+		ok(!r &&
+			   ops->write(&ctx, c, &fi, t, strlen(t), 0) ==
+				   (int)strlen(t) &&
 			   ops->flush(&ctx, c, &fi) == 0 &&
-			   !strcmp(q("SELECT name FROM people WHERE id=7"), "Cat"),
+			   !strcmp(q("SELECT name FROM people WHERE id=7"),
+				   "Cat"),
 		   "writing and closing it inserts the row");
 		if (!r)
 			ops->release(&ctx, c, &fi);
 		memset(&fi, 0, sizeof(fi));
 		fi.flags = O_WRONLY;
-		r = ops->create(&ctx, people, "8.json", S_IFREG | 0644, &fi, &c, &st);
+		r = ops->create(&ctx, people, "8.json", S_IFREG | 0644, &fi, &c,
+				&st);
 		t = "{\"age\": 3}";
 		ok(!r && ops->write(&ctx, c, &fi, t, strlen(t), 0) > 0 &&
 			   ops->flush(&ctx, c, &fi) == -EINVAL &&
-			   !strcmp(q("SELECT count(*) FROM people WHERE id=8"), "0"),
-		   "an insert failing NOT NULL fails close and inserts nothing");
+			   !strcmp(q("SELECT count(*) FROM people WHERE id=8"),
+				   "0"),
+		   "an insert failing NOT NULL fails close and inserts "
+		   "nothing");
 		if (!r)
 			ops->release(&ctx, c, &fi);
 		memset(&fi, 0, sizeof(fi));
-		ok(ops->create(&ctx, people, "x.json", S_IFREG | 0644, &fi, &c, &st) == -EINVAL &&
-			   ops->create(&ctx, people, "notes.txt", S_IFREG | 0644, &fi, &c, &st) == -EINVAL,
-		   "a non-integer key for an INTEGER key, or a name without .json: EINVAL");
-		ok(ops->create(&ctx, people, "2.json", S_IFREG | 0644, &fi, &c, &st) == -EEXIST,
+		ok(ops->create(&ctx, people, "x.json", S_IFREG | 0644, &fi, &c,
+			       &st) == -EINVAL &&
+			   ops->create(&ctx, people, "notes.txt",
+				       S_IFREG | 0644, &fi, &c, &st) == -EINVAL,
+		   "a non-integer key for an INTEGER key, or a name without "
+		   ".json: EINVAL");
+		ok(ops->create(&ctx, people, "2.json", S_IFREG | 0644, &fi, &c,
+			       &st) == -EEXIST,
 		   "creating an existing row: EEXIST");
 		memset(&st, 0, sizeof(st));
 		st.st_size = 3;
-		ok(ops->setattr(&ctx, lookup(people, "2.json"), &st, VD_SET_SIZE, NULL) == -EINVAL &&
-			   !strcmp(q("SELECT name FROM people WHERE id=2"), "Bob"),
+		ok(ops->setattr(&ctx, lookup(people, "2.json"), &st,
+				VD_SET_SIZE, NULL) == -EINVAL &&
+			   !strcmp(q("SELECT name FROM people WHERE id=2"),
+				   "Bob"),
 		   "truncate(2) to a broken row: EINVAL, row kept");
 	}
 	{
@@ -301,59 +350,73 @@ int main(void)
 		st.st_mode = (st.st_mode & ~07777) | 0644;
 		r = ops->setattr(&ctx, r2, &st, VD_SET_MODE | VD_SET_UID, NULL);
 		st.st_mode = (st.st_mode & ~07777) | 0600;
-		ok(r == 0 && ops->setattr(&ctx, r2, &st, VD_SET_MODE, NULL) == -EPERM,
-		   "chmod to the same mode succeeds, to another fails with EPERM");
+		ok(r == 0 && ops->setattr(&ctx, r2, &st, VD_SET_MODE, NULL) ==
+				     -EPERM,
+		   "chmod to the same mode succeeds, to another fails with "
+		   "EPERM");
 	}
 	ok(ops->unlink(&ctx, people, "2.json") == 0 &&
 		   !strcmp(q("SELECT count(*) FROM people WHERE id=2"), "0") &&
 		   !lookup(people, "2.json"),
 	   "unlink deletes the row");
-	ok(ops->unlink(&ctx, people, "2.json") == -ENOENT, "unlink of a missing row: ENOENT");
+	ok(ops->unlink(&ctx, people, "2.json") == -ENOENT,
+	   "unlink of a missing row: ENOENT");
 
 	/* Text keys and escaping; rowid tables; CSV; STRICT. */
 	ok(!strcmp(list(tags), ". .. %2E.json a%2Fb.json x%25y.json "),
-	   "text keys escaped: / as %%2F, %% as %%25, . as %%2E (%s)", list(tags));
+	   "text keys escaped: / as %%2F, %% as %%25, . as %%2E (%s)",
+	   list(tags));
 	n = lookup(tags, "a%2Fb.json");
-	ok(n && slurp(n, buf, sizeof(buf)) == 0 && strstr(buf, "\"name\": \"a/b\""),
+	ok(n && slurp(n, buf, sizeof(buf)) == 0 &&
+		   strstr(buf, "\"name\": \"a/b\""),
 	   "escaped name reads its row");
 	ok(!lookup(tags, "a%2fb.json") && !lookup(tags, "a%2Xb.json"),
 	   "non-canonical escapes do not exist");
-	ok(put(n, "{\"n\": 10}") == 0 && !strcmp(q("SELECT n FROM tags WHERE name='a/b'"), "10"),
+	ok(put(n, "{\"n\": 10}") == 0 &&
+		   !strcmp(q("SELECT n FROM tags WHERE name='a/b'"), "10"),
 	   "update through an escaped name");
 	{
-		struct vd_file fi = { .flags = O_WRONLY, .backing_fd = -1 };
+		struct vd_file fi = {.flags = O_WRONLY, .backing_fd = -1};
 		struct stat st;
 		vd_node_t c = 0;
 
-		r = ops->create(&ctx, tags, "new%25key.json", S_IFREG | 0644, &fi, &c, &st);
-		ok(r == 0 && ops->flush(&ctx, c, &fi) == 0, "create with an escaped name");
+		r = ops->create(&ctx, tags, "new%25key.json", S_IFREG | 0644,
+				&fi, &c, &st);
+		ok(r == 0 && ops->flush(&ctx, c, &fi) == 0,
+		   "create with an escaped name");
 		if (!r)
 			ops->release(&ctx, c, &fi);
-		ok(!strcmp(q("SELECT count(*) FROM tags WHERE name='new%key'"), "1"),
-		   "touch of a new file inserts a row of defaults with the decoded key");
+		ok(!strcmp(q("SELECT count(*) FROM tags WHERE name='new%key'"),
+			   "1"),
+		   "touch of a new file inserts a row of defaults with the "
+		   "decoded key");
 	}
-	ok(!strcmp(list(logt), ". .. 1.json 2.json "), "rowid table: files by rowid");
+	ok(!strcmp(list(logt), ". .. 1.json 2.json "),
+	   "rowid table: files by rowid");
 	n = lookup(logt, "2.json");
-	ok(n && slurp(n, buf, sizeof(buf)) == 0 && !strcmp(buf, "{\n  \"msg\": \"world\"\n}\n"),
+	ok(n && slurp(n, buf, sizeof(buf)) == 0 &&
+		   !strcmp(buf, "{\n  \"msg\": \"world\"\n}\n"),
 	   "rowid row reads without the rowid");
 	n = lookup(VD_ROOT, "people.csv");
 	ok(n && slurp(n, buf, sizeof(buf)) == 0 &&
-		   !strcmp(buf, "id,name,age,score,pic,email\r\n1,Ann B,32,3.0,AAEC,a@x\r\n"
+		   !strcmp(buf, "id,name,age,score,pic,email\r\n1,Ann "
+				"B,32,3.0,AAEC,a@x\r\n"
 				"7,Cat,,,,\r\n"),
 	   "CSV of the table:\n%s", buf);
 	{
-		struct vd_file fi = { .flags = O_WRONLY, .backing_fd = -1 };
+		struct vd_file fi = {.flags = O_WRONLY, .backing_fd = -1};
 
 		ok(n && ops->open(&ctx, n, &fi) == -EACCES, "CSV is read-only");
 	}
 	n = lookup(VD_ROOT, "s");
 	{
-		struct vd_file fi = { .flags = O_WRONLY, .backing_fd = -1 };
+		struct vd_file fi = {.flags = O_WRONLY, .backing_fd = -1};
 		struct stat st;
 		vd_node_t c = 0;
 		const char *t = "{\"v\": \"x\"}";
 
-		r = ops->create(&ctx, n, "1.json", S_IFREG | 0644, &fi, &c, &st);
+		r = ops->create(&ctx, n, "1.json", S_IFREG | 0644, &fi, &c,
+				&st);
 		ok(!r && ops->write(&ctx, c, &fi, t, strlen(t), 0) > 0 &&
 			   ops->flush(&ctx, c, &fi) == -EINVAL,
 		   "STRICT INTEGER column refuses text: EINVAL");
@@ -362,7 +425,8 @@ int main(void)
 	}
 
 	/* A change by another program is read at the next open. */
-	sqlite3_exec(db, "UPDATE people SET name='Outside' WHERE id=1", NULL, NULL, NULL);
+	sqlite3_exec(db, "UPDATE people SET name='Outside' WHERE id=1", NULL,
+		     NULL, NULL);
 	n = lookup(people, "1.json");
 	ok(n && slurp(n, buf, sizeof(buf)) == 0 && strstr(buf, "\"Outside\""),
 	   "outside changes are read");
