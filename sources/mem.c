@@ -1383,7 +1383,7 @@ static int mem_rename(const struct vd_ctx *ctx, vd_node_t parent,
 		r = rename_exchange(se, te);
 		if (r)
 			goto out;
-		te->child->ctime = t;
+		se->child->ctime = t; /* src's is set below */
 	} else if (te && te->child == src) {
 		goto out; /* two names of one file: POSIX says do nothing */
 	} else {
