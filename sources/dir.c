@@ -256,8 +256,11 @@ static void unpin(struct dir_src *s, struct dnode *n)
 	}
 }
 
-/* open_by_handle_at() refuses an O_PATH descriptor for the mount. */
-#define MOUNT_FD_FLAGS (O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
+/* open_by_handle_at() refuses an O_PATH descriptor for the mount, so a
+ * mount's root is opened for reading (without blocking on a fifo or
+ * taking a terminal, should a file be mounted there). */
+#define MOUNT_FD_FLAGS \
+	(O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC)
 
 /*
  * Index of the mount with id mnt_id in s->mounts, registering it with a

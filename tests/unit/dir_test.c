@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <linux/fs.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -592,6 +593,89 @@ static void test_many(void)
 	free(nodes);
 }
 
+enum { SHARED = 3000, WORKERS = 4, ROUNDS = 1500 };
+
+struct worker {
+	int id;
+	vd_node_t dir;
+	vd_node_t *shared;
+	int errors;
+};
+
+/* One thread's churn: private files made, renamed, linked and removed,
+ * while every thread stats the same shared files, more of them than
+ * the descriptor cache holds. */
+static void *churn(void *arg)
+{
+	struct worker *w = arg;
+	struct stat st;
+	char a[32], b[32];
+
+	for (int i = 0; i < ROUNDS; i++) {
+		struct vd_file fi = { .flags = O_RDWR, .backing_fd = -1 };
+		vd_node_t n = 0, m;
+		snprintf(a, sizeof(a), "w%d_%d", w->id, i % 7);
+		snprintf(b, sizeof(b), "w%d_r%d", w->id, i % 7);
+		/* The file stays open until its node is forgotten, as the
+		 * kernel would have it: its inode number cannot be reused by
+		 * another thread's file while the node is known. */
+		if (ops->create(&ctx, w->dir, a, 0644, &fi, &n, &st)) {
+			w->errors++;
+			continue;
+		}
+		if (ops->rename(&ctx, w->dir, a, w->dir, b, 0) ||
+		    ops->lookup(&ctx, w->dir, b, &m, &st) || m != n ||
+		    ops->link(&ctx, n, w->dir, a, &st) || st.st_nlink != 2 ||
+		    ops->unlink(&ctx, w->dir, a) ||
+		    ops->unlink(&ctx, w->dir, b) ||
+		    ops->getattr(&ctx, n, NULL, &st) || st.st_nlink != 0)
+			w->errors++;
+		ops->forget(ctx.data, n);
+		ops->release(&ctx, n, &fi);
+		for (int k = 0; k < 8; k++) {
+			vd_node_t s = w->shared[(i * 8 + k + w->id * 997) % SHARED];
+			if (ops->getattr(&ctx, s, NULL, &st) || st.st_size != 1)
+				w->errors++;
+		}
+	}
+	return NULL;
+}
+
+static void test_threads(void)
+{
+	vd_node_t dnode, *shared = calloc(SHARED, sizeof(*shared));
+	struct worker w[WORKERS];
+	pthread_t t[WORKERS];
+	struct stat st;
+	char name[32];
+	int bad = 0;
+
+	ops->mkdir(&ctx, VD_ROOT, "threads", 0755, &dnode, &st);
+	for (int i = 0; i < SHARED; i++) {
+		snprintf(name, sizeof(name), "s%d", i);
+		if (make_file(dnode, name, 0644, "x", &shared[i], &st))
+			bad++;
+	}
+	for (int i = 0; i < WORKERS; i++) {
+		w[i] = (struct worker){ .id = i, .dir = dnode, .shared = shared };
+		pthread_create(&t[i], NULL, churn, &w[i]);
+	}
+	for (int i = 0; i < WORKERS; i++) {
+		pthread_join(t[i], NULL);
+		bad += w[i].errors;
+	}
+	ok(bad == 0, "%d threads churn and share nodes (%d errors)", WORKERS,
+	   bad);
+	for (int i = 0; i < SHARED; i++) {
+		snprintf(name, sizeof(name), "s%d", i);
+		ops->unlink(&ctx, dnode, name);
+		ops->forget(ctx.data, shared[i]);
+	}
+	ok(ops->rmdir(&ctx, VD_ROOT, "threads") == 0, "threads folder empty");
+	ops->forget(ctx.data, dnode);
+	free(shared);
+}
+
 static int rm_one(const char *path, const struct stat *st, int flag,
 		  struct FTW *ftw)
 {
@@ -641,6 +725,7 @@ int main(void)
 	test_ownership();
 	test_misc();
 	test_many();
+	test_threads();
 	ops->destroy(data);
 	ok(rmdir(root) == 0, "the temp folder is left empty");
 	printf("1..%d\n", ntest);
