@@ -4,11 +4,12 @@
  * mmap reads and writes, renames of the open file, close/reopen and fsync
  * on one file, each checked against an in-memory model of its bytes.
  *
- *   fsx [-s SEED] [-n OPS] [-l MAXLEN] [-w MAXIO] [-M] [-F] [-v] DIR
+ *   fsx [-s SEED] [-n OPS] [-l MAXLEN] [-w MAXIO] [-K MODEL] [-M] [-F] [-v] DIR
  *
  * -s seed (default 1), -n operations (10000), -l largest file size
  * (1 MiB), -w largest single write/read (64 KiB), -M no mmap, -F no
- * fallocate, -v print every operation.
+ * fallocate, -v print every operation, -K keep the file at the end as
+ * DIR/fsx.SEED.final and write the expected bytes to the file MODEL.
  * The run is deterministic for a seed: a failure prints the seed, the
  * failing operation, the first bad bytes, a hint at which earlier write
  * produced the bad data, and the last operations, and exits 1.
@@ -66,6 +67,7 @@ static long size, maxlen = 1 << 20, maxio = 64 << 10, nops = 10000;
 static long opnum;
 static unsigned long seed = 1;
 static int fd = -1, verbose, disabled[OP_NKINDS];
+static const char *keep;
 static char dir[PATH_MAX], path[PATH_MAX];
 static struct fsx_op oplog[LOG_KEEP];
 static long pagesize;
@@ -346,6 +348,23 @@ static void check_all(const char *what)
 	check(what, got, 0, size);
 }
 
+/*
+ * Leave the file as DIR/fsx.SEED.final and write the model's bytes to
+ * model_path (outside the drive), so a later remount can be compared.
+ */
+static void keep_file(const char *model_path)
+{
+	char final[PATH_MAX];
+	FILE *f;
+
+	snprintf(final, sizeof(final), "%s/fsx.%lu.final", dir, seed);
+	if (rename(path, final))
+		die("rename %s -> %s: %s", path, final, strerror(errno));
+	f = fopen(model_path, "w");
+	if (!f || fwrite(model, 1, size, f) != (size_t)size || fclose(f))
+		die("write model %s: %s", model_path, strerror(errno));
+}
+
 /* Pick an operation kind by weight, skipping disabled kinds. */
 static enum fsx_kind pick(void)
 {
@@ -369,7 +388,7 @@ int main(int argc, char **argv)
 {
 	int c;
 
-	while ((c = getopt(argc, argv, "s:n:l:w:MFv")) != -1) {
+	while ((c = getopt(argc, argv, "s:n:l:w:K:MFv")) != -1) {
 		switch (c) {
 		case 's':
 			seed = strtoul(optarg, NULL, 0);
@@ -392,6 +411,9 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			verbose = 1;
+			break;
+		case 'K':
+			keep = optarg;
 			break;
 		default:
 			goto usage;
@@ -471,7 +493,9 @@ int main(int argc, char **argv)
 	check_size();
 	check_all("full read after reopen");
 	close(fd);
-	if (unlink(path))
+	if (keep)
+		keep_file(keep);
+	else if (unlink(path))
 		die("unlink %s: %s", path, strerror(errno));
 	printf("ok 1 - fsx seed %lu: %ld operations, final size %ld\n", seed,
 	       nops, size);
@@ -479,7 +503,7 @@ int main(int argc, char **argv)
 usage:
 	fprintf(stderr,
 		"usage: %s [-s SEED] [-n OPS] [-l MAXLEN] [-w MAXIO] "
-		"[-M] [-F] [-v] DIR\n",
+		"[-K MODEL] [-M] [-F] [-v] DIR\n",
 		argv[0]);
 	return 2;
 }
