@@ -340,7 +340,8 @@ int vd_drive_serve(struct vd_drive *d, int handle_signals)
 	 * threads on every burst of requests. */
 	fuse_loop_cfg_set_idle_threads(cfg, d->threads);
 	fuse_loop_cfg_set_max_threads(cfg, d->threads);
-	fuse_loop_cfg_set_clone_fd(cfg, 1);
+	/* Without /dev/fuse (through vdrived) there is nothing to clone. */
+	fuse_loop_cfg_set_clone_fd(cfg, !d->via_daemon);
 	r = fuse_session_loop_mt(d->se, cfg);
 	fuse_loop_cfg_destroy(cfg);
 	if (r > 0)
