@@ -80,9 +80,12 @@ _vd_clip() {
 
 # tap_include LABEL CMD...: run a command that prints TAP and fold its
 # lines into ours as "LABEL: name". A wrong count, a crash or a timeout
-# of the command is one more failing line.
+# of the command is one more failing line. A known bug, listed as
+# VD_TODO["LABEL: name"]="reason", is marked "# TODO reason": prove shows
+# it (and says when it starts passing) without failing the run.
+declare -A VD_TODO
 tap_include() {
-	local label=$1 out line plan="" seen=0 bad=0 rc re
+	local label=$1 out line plan="" seen=0 bad=0 rc re todo
 	shift
 	out=$(mktemp "$VD_TMP/tap.XXXXXX")
 	timeout -k 10 "${VD_TIMEOUT:-300}" "$@" >"$out" 2>&1
@@ -94,8 +97,12 @@ tap_include() {
 			[[ $line == *"# SKIP"* ]] && skip "$label" "${line#*# SKIP }"
 		elif [[ $line =~ $re ]]; then
 			seen=$((seen + 1))
-			if [ -n "${BASH_REMATCH[1]}" ]; then
-				bad=$((bad + 1))
+			todo=${VD_TODO["$label: ${BASH_REMATCH[3]}"]:-}
+			[ -n "${BASH_REMATCH[1]}" ] && bad=$((bad + 1))
+			if [ -n "$todo" ]; then
+				_vd_n=$((_vd_n + 1))
+				echo "${BASH_REMATCH[1]}ok $_vd_n - $label: ${BASH_REMATCH[3]} # TODO $todo"
+			elif [ -n "${BASH_REMATCH[1]}" ]; then
 				ok 1 "$label: ${BASH_REMATCH[3]}"
 			else
 				_vd_n=$((_vd_n + 1))

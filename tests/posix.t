@@ -2,7 +2,8 @@
 # The shared POSIX cases (tests/helpers/posix_cases.c), first on native
 # folders (fresh ext4, tmpfs) to check the cases themselves, then on every
 # built-in source that `vdrive help` lists, mounted with allow_other so the
-# cases' other uids can enter. dir: mirrors a folder on a fresh ext4.
+# cases' other uids can enter, and with other cache modes. dir: mirrors a
+# folder on a fresh ext4.
 . "$(dirname "$0")/lib.sh"
 vd_init posix
 PC=$VD_HELPERS/posix_cases
@@ -25,27 +26,39 @@ else
 	skip "native tmpfs" "cannot mount tmpfs here"
 fi
 
-# The backing folder for dir:, on ext4 when we have it.
-back=$tmpfs/dir-backing
-vd_mounted "$ext4" && back=$ext4/dir-backing
+# Where dir: folders and sqlite: files live: on ext4 when we have it.
+backing=$tmpfs
+vd_mounted "$ext4" && backing=$ext4
 
-for kind in mem dir sqlite; do
+# Known bugs, shown as TODO until fixed (see tests/lib.sh tap_include).
+for v in "mem: -o direct_io" "dir: -o direct_io" "sqlite: -o direct_io"; do
+	VD_TODO["$v: suid_clear"]="direct_io writes by another user keep set-id bits (ext4 clears them)"
+done
+
+# Each entry: KIND|EXTRA-OPTIONS. mem: also with the kernel's caches in
+# each mode, as the library's code paths differ.
+for v in "mem|" "mem|writeback_cache" "mem|direct_io" \
+	"mem|entry_timeout=0,attr_timeout=0,negative_timeout=0" \
+	"dir|" "dir|direct_io" "sqlite|" "sqlite|direct_io"; do
+	kind=${v%%|*}
+	opt=${v#*|}
+	label="$kind:${opt:+ -o $opt}"
 	if ! vd_have_source $kind; then
-		skip "posix cases on $kind:" "source not built ('vdrive help' does not list $kind:)"
+		skip "posix cases on $label" "source not built ('vdrive help' does not list $kind:)"
 		continue
 	fi
 	case $kind in
 	mem) spec=mem: ;;
-	dir) mkdir -p "$back" && chmod 755 "$back" && spec=dir:$back ;;
-	sqlite) spec=sqlite:$tmpfs/posix.db ;;
+	dir) back=$backing/$kind-$RANDOM && mkdir -p "$back" && chmod 755 "$back" && spec=dir:$back ;;
+	sqlite) spec=sqlite:$backing/posix-$RANDOM.db ;;
 	esac
-	mnt=$(vd_mktemp "mnt-$kind")
-	if ! vd_mount "$spec" "$mnt" -o allow_other --name "posix-$kind"; then
-		ok 1 "mount $spec with allow_other"
+	mnt=$(vd_mktemp "mnt-$RANDOM")
+	if ! vd_mount "$spec" "$mnt" -o "allow_other${opt:+,$opt}"; then
+		ok 1 "mount $spec -o allow_other${opt:+,$opt}"
 		continue
 	fi
-	tap_include "$kind" "$PC" "$mnt"
+	tap_include "$label" "$PC" "$mnt"
 	vd_umount "$mnt"
-	ok $? "unmount $spec"
+	ok $? "unmount $label"
 done
 done_testing
