@@ -336,7 +336,9 @@ int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
  *   kernel_cache (keep page cache across opens), direct_io,
  *   writeback_cache, max_io=BYTES (up to 1 MiB), readdirplus=yes|no|auto,
  *   threads=N (worker threads), fsname=NAME, subtype=NAME,
- *   passthrough=yes|no (use backing_fd where the kernel allows).
+ *   passthrough=yes|no (use backing_fd where the kernel allows),
+ *   isolate (admit callers from this mount namespace only, as
+ *   vd_drive_allow(d, 0): for a drive a privileged container mounts).
  * Returns -EINVAL, with a message from vd_drive_error(), on a bad option.
  * Only before mounting.
  */

@@ -170,6 +170,8 @@ static int set_option(struct vd_drive *d, char *key)
 		d->ro = false;
 		return 0;
 	}
+	if (!strcmp(key, "isolate") && !v)
+		return vd_drive_allow(d, 0); /* this namespace only */
 	if (!strcmp(key, "no_perm_check") && !v) {
 		d->default_permissions = false;
 		return 0;

@@ -359,7 +359,7 @@ void vd_ns_unmount(struct vd_drive *d)
 		d->via_daemon = false;
 		/* The daemon unmounts, then answers; closing is enough if it
 		 * is gone (it unmounts when the connection ends). */
-		if (write(d->daemon_fd, "unmount\n", 8) == 8) {
+		if (send(d->daemon_fd, "unmount\n", 8, MSG_NOSIGNAL) == 8) {
 			struct pollfd p = { .fd = d->daemon_fd, .events = POLLIN };
 
 			if (poll(&p, 1, 5000) > 0 &&

@@ -39,7 +39,7 @@ new_unpriv_ct() {
 	unshare -m -p -f --mount-proc --propagation private bash -c '
 		mount -t tmpfs none /mnt &&
 		mkdir -p /tmp/.ctdev && mount -t tmpfs none /tmp/.ctdev &&
-		touch /tmp/.ctdev/null && mount --bind /dev/null /tmp/.ctdev/null &&
+		mknod -m 666 /tmp/.ctdev/null c 1 3 &&
 		mount --move /tmp/.ctdev /dev &&
 		exec setpriv --bounding-set=-all --inh-caps=-all sleep 600' 2>/dev/null &
 	local u=$! i c=
@@ -175,6 +175,28 @@ ok $? "and its record"
 [ -z "$(in_ns "$NSA")" ]
 ok $? "and nothing keeps the container's namespace alive"
 
+# ---- a privileged container mounts directly, isolated with -o isolate ----
+unshare -m -p -f --mount-proc --propagation private sh -c \
+	'mount -t tmpfs none /mnt && exec sleep 600' 2>/dev/null &
+PU=$!
+disown
+CTS+=($PU)
+for _ in $(seq 50); do
+	PP=$(ps -o pid= --ppid $PU | tr -d ' ')
+	[ -n "$PP" ] && grep -q " /mnt .* tmpfs" /proc/$PP/mountinfo 2>/dev/null && break
+	sleep 0.1
+done
+CTS+=($PP)
+nsenter -t "$PP" -m -p sh -c "mkdir /mnt/p /mnt/q && VDRIVE_RUNDIR=$VD_TMP/run-p \
+	$VDRIVE mount mem: /mnt/p -o isolate && VDRIVE_RUNDIR=$VD_TMP/run-p \
+	$VDRIVE mount mem: /mnt/q && echo in > /mnt/p/f && echo in > /mnt/q/f"
+ok $? "a privileged container mounts directly (-o isolate, and without)"
+[ "$(nsenter -t "$PP" -m -p cat /mnt/p/f)" = in ] &&
+	! cat "/proc/$PP/root/mnt/p/f" >/dev/null 2>&1 &&
+	[ "$(cat "/proc/$PP/root/mnt/q/f" 2>&1)" = in ]
+ok $? "-o isolate refuses the host through /proc/PID/root (which reads the other)"
+kill -KILL "$PP"
+
 # ---- vdrived: a drive made inside an unprivileged container ----
 if [ ! -x "$VDRIVED" ]; then
 	skip "vdrived" "not built"
@@ -208,7 +230,7 @@ ok $? "the other container cannot read it" || diag "$err"
 
 # Raw protocol clients, run inside containers.
 proto() { # proto PID REQUEST-BYTES (python escapes): prints the replies
-	in_ct "$1" python3 -c '
+	in_ct "$1" /usr/bin/python3 -c '
 import socket, sys, os
 s = socket.socket(socket.AF_UNIX)
 s.connect(os.environ["VDRIVE_SOCKET"])
@@ -254,6 +276,20 @@ in_ct "$V" sh -c 'grep " /mnt/v " /proc/self/mountinfo' >/dev/null
 [ $? != 0 ]
 ok $? "a drive whose connection ended is unmounted by the daemon"
 
+# The daemon restarts: it adopts the live drive from its record.
+kill "$DAEMON"
+for _ in $(seq 30); do _vd_alive "$DAEMON" || break; sleep 0.1; done
+mounted_in "$U" /mnt/d && [ -n "$(ls "$VD_TMP/vdstate")" ]
+ok $? "a stopped daemon leaves the drives and their records"
+"$VDRIVED" --socket "$VD_TMP/vdrived.sock" --state "$VD_TMP/vdstate" \
+	2>>"$VD_TMP/vdrived.log" &
+DAEMON=$!
+disown
+for _ in $(seq 50); do grep -q "recovered" "$VD_TMP/vdrived.log" && break; sleep 0.1; done
+grep -q "recovered, watching" "$VD_TMP/vdrived.log" &&
+	in_ct "$U" cat /mnt/d/f 2>&1 | grep -qx inside
+ok $? "a restarted daemon recovers the drive's record; the drive still works"
+
 NSU=$(ns_of "$U")
 kill -KILL "$U" 2>/dev/null # its pid namespace ends, and all in it
 for _ in $(seq 50); do
@@ -263,8 +299,8 @@ done
 [ -z "$(ls "$VD_TMP/vdstate")" ] && [ -z "$(in_ns "$NSU")" ]
 ok $? "a stopped container leaves no record, process or namespace" ||
 	diag "state: $(ls "$VD_TMP/vdstate") ns: $(in_ns "$NSU")"
-grep -q "unmounted" "$VD_TMP/vdrived.log"
-ok $? "the daemon logged the unmount"
+grep -q "its process ended: unmounted" "$VD_TMP/vdrived.log"
+ok $? "the restarted daemon unmounted the recovered drive"
 
 cleanup_cts
 DAEMON=
