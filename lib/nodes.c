@@ -94,7 +94,7 @@ struct vd_entry *vd_nodes_ref(struct vd_nodes *t, vd_node_t node)
 			goto out;
 		}
 	}
-	e = malloc(sizeof(*e));
+	e = calloc(1, sizeof(*e));
 	if (!e)
 		goto out;
 	e->node = node;

@@ -74,9 +74,55 @@ static void to_fi(struct fuse_file_info *fi, const struct vd_file *vf)
 	fi->cache_readdir = vf->cache_readdir;
 }
 
+#ifdef FUSE_CAP_PASSTHROUGH
+/*
+ * Put this open in kernel passthrough mode on the source's backing file.
+ * The kernel fails (EIO) an open whose backing file differs from the one
+ * other opens of the same inode use, so the first open registers
+ * vf->backing_fd and every later open of the entry reuses that id. A
+ * release does not say which backing id its open had, so the id stays
+ * with the entry until the kernel forgets the inode (put_backing).
+ */
+static void set_backing(fuse_req_t req, struct vd_drive *d,
+			struct vd_entry *e, struct fuse_file_info *fi,
+			const struct vd_file *vf)
+{
+	int id;
+
+	if (!d->passthrough_ok || vf->backing_fd < 0 || vf->direct_io ||
+	    e == &d->nodes.root)
+		return;
+	pthread_mutex_lock(&d->nodes.lock);
+	if (e->backing_id <= 0) {
+		id = fuse_passthrough_open(req, vf->backing_fd);
+		if (id > 0)
+			e->backing_id = id;
+	}
+	if (e->backing_id > 0) {
+		fi->backing_id = e->backing_id;
+		fi->keep_cache = 0;
+	}
+	pthread_mutex_unlock(&d->nodes.lock);
+}
+
+/* The kernel forgot the inode that held backing id (0: none): drop it. */
+static void put_backing(fuse_req_t req, int id)
+{
+	if (id > 0)
+		fuse_passthrough_close(req, id);
+}
+
+#define entry_backing(e) ((e)->backing_id)
+#else
+#define set_backing(req, d, e, fi, vf) ((void)(vf))
+#define put_backing(req, id) ((void)(req), (void)(id))
+#define entry_backing(e) 0
+#endif
+
 /* Hand node to the kernel as a new entry reference and reply. */
 static void reply_entry(fuse_req_t req, struct vd_drive *d, vd_node_t node,
-			struct stat *st, struct fuse_file_info *fi)
+			struct stat *st, struct fuse_file_info *fi,
+			const struct vd_file *vf)
 {
 	struct fuse_entry_param e;
 	struct vd_entry *ent;
@@ -95,6 +141,7 @@ static void reply_entry(fuse_req_t req, struct vd_drive *d, vd_node_t node,
 	e.attr_timeout = d->attr_timeout;
 	e.entry_timeout = d->entry_timeout;
 	if (fi) {
+		set_backing(req, d, ent, fi, vf);
 		if (fuse_reply_create(req, &e, fi) == -ENOENT) {
 			/* The opener was interrupted: nothing holds the ref. */
 			vd_nodes_unref(&d->nodes, ent, 1);
@@ -174,7 +221,7 @@ static void vd_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	pthread_rwlock_rdlock(&d->forget_lock);
 	r = CALL(d, d->ops.lookup(&c, NODE(d, parent), name, &node, &st));
 	if (r == 0) {
-		reply_entry(req, d, node, &st, NULL);
+		reply_entry(req, d, node, &st, NULL, NULL);
 	} else if (r == -ENOENT && d->negative_timeout > 0) {
 		struct fuse_entry_param e;
 		memset(&e, 0, sizeof(e));
@@ -186,12 +233,17 @@ static void vd_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	pthread_rwlock_unlock(&d->forget_lock);
 }
 
-static void forget_one(struct vd_drive *d, fuse_ino_t ino, uint64_t n)
+static void forget_one(fuse_req_t req, struct vd_drive *d, fuse_ino_t ino,
+		       uint64_t n)
 {
 	struct vd_entry *e = vd_nodes_get(&d->nodes, ino);
 	vd_node_t node = e->node;
+	int backing = entry_backing(e);
 
-	if (vd_nodes_unref(&d->nodes, e, n) && d->ops.forget)
+	if (!vd_nodes_unref(&d->nodes, e, n))
+		return;
+	put_backing(req, backing);
+	if (d->ops.forget)
 		CALL(d, (d->ops.forget(d->data, node), 0));
 }
 
@@ -200,7 +252,7 @@ static void vd_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 	struct vd_drive *d = DRIVE(req);
 
 	pthread_rwlock_wrlock(&d->forget_lock);
-	forget_one(d, ino, nlookup);
+	forget_one(req, d, ino, nlookup);
 	pthread_rwlock_unlock(&d->forget_lock);
 	fuse_reply_none(req);
 }
@@ -212,7 +264,7 @@ static void vd_forget_multi(fuse_req_t req, size_t count,
 
 	pthread_rwlock_wrlock(&d->forget_lock);
 	for (size_t i = 0; i < count; i++)
-		forget_one(d, forgets[i].ino, forgets[i].nlookup);
+		forget_one(req, d, forgets[i].ino, forgets[i].nlookup);
 	pthread_rwlock_unlock(&d->forget_lock);
 	fuse_reply_none(req);
 }
@@ -321,7 +373,7 @@ static void new_node_done(fuse_req_t req, struct vd_drive *d, int r,
 	if (r)
 		fuse_reply_err(req, -r);
 	else
-		reply_entry(req, d, node, st, NULL);
+		reply_entry(req, d, node, st, NULL, NULL);
 	pthread_rwlock_unlock(&d->forget_lock);
 }
 
@@ -462,32 +514,6 @@ static void vd_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fuse_reply_err(req, -r);
 }
 
-#ifdef FUSE_CAP_PASSTHROUGH
-/* Register the source's backing file with the kernel for this open. */
-static void set_backing(fuse_req_t req, struct vd_drive *d,
-			struct fuse_file_info *fi, const struct vd_file *vf)
-{
-	int id;
-
-	if (!d->passthrough_ok || vf->backing_fd < 0 || vf->direct_io)
-		return;
-	id = fuse_passthrough_open(req, vf->backing_fd);
-	if (id > 0) {
-		fi->backing_id = id;
-		fi->keep_cache = 0;
-	}
-}
-
-static void put_backing(fuse_req_t req, struct fuse_file_info *fi)
-{
-	if (fi->backing_id > 0)
-		fuse_passthrough_close(req, fi->backing_id);
-}
-#else
-#define set_backing(req, d, fi, vf) ((void)(vf))
-#define put_backing(req, fi) ((void)(fi))
-#endif
-
 static void vd_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vd_drive *d = DRIVE(req);
@@ -508,7 +534,7 @@ static void vd_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	to_fi(fi, &vf);
-	set_backing(req, d, fi, &vf);
+	set_backing(req, d, vd_nodes_get(&d->nodes, ino), fi, &vf);
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		/* Interrupted opener: nobody will release this open. */
 		if (d->ops.release)
@@ -549,8 +575,7 @@ static void vd_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, -r);
 	} else {
 		to_fi(fi, &vf);
-		set_backing(req, d, fi, &vf);
-		reply_entry(req, d, node, &st, fi);
+		reply_entry(req, d, node, &st, fi, &vf);
 	}
 	pthread_rwlock_unlock(&d->forget_lock);
 }
@@ -627,7 +652,6 @@ static void vd_release(fuse_req_t req, fuse_ino_t ino,
 
 	mkctx(&c, req);
 	from_fi(&vf, fi);
-	put_backing(req, fi);
 	if (d->ops.release)
 		CALL(d, d->ops.release(&c, NODE(d, ino), &vf));
 	fuse_reply_err(req, 0);

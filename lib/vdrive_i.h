@@ -20,6 +20,11 @@ struct vd_entry {
 	vd_node_t node;
 	uint64_t nlookup;
 	struct vd_entry *hnext;
+#ifdef FUSE_CAP_PASSTHROUGH
+	/* Kernel passthrough: the backing id all opens of this inode share
+	 * (0: none yet). Under the node table's lock. */
+	int backing_id;
+#endif
 };
 
 struct vd_nodes {
