@@ -913,6 +913,10 @@ static int dir_opendir(const struct vd_ctx *ctx, vd_node_t node,
 	h->next = 0;
 	h->pos = h->len = 0;
 	fi->fh = (uint64_t)(uintptr_t)h;
+	/* Let the kernel keep listings: it drops them when the folder
+	 * changes through the drive or its mtime changes behind it. */
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
 	return 0;
 }
 
