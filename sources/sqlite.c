@@ -63,6 +63,7 @@ enum {
 	S_SUMCHUNKS,
 	S_DROPXATTRS,
 	S_CHUNKS,
+	S_CHUNKROWS,
 	S_CHUNKLEN,
 	S_PUTCHUNK,
 	S_ALLOCCHUNK,
@@ -110,6 +111,8 @@ static const char *const sq_sql[S_COUNT] = {
 	[S_DROPXATTRS] = "DELETE FROM xattrs WHERE ino=?1",
 	[S_CHUNKS] = "SELECT idx,data FROM chunks WHERE ino=?1 AND idx>=?2"
 		     " AND idx<=?3 ORDER BY idx",
+	[S_CHUNKROWS] = "SELECT idx,rowid,length(data) FROM chunks WHERE ino=?1"
+			" AND idx>=?2 AND idx<=?3 ORDER BY idx",
 	[S_CHUNKLEN] = "SELECT length(data) FROM chunks WHERE ino=?1"
 		       " AND idx=?2",
 	[S_PUTCHUNK] = "INSERT OR REPLACE INTO chunks(ino,idx,data)"
@@ -195,6 +198,7 @@ struct sq {
 	sqlite3 *db;
 	sqlite3 *ckpt_db; /* the background thread's own connection */
 	sqlite3_stmt *stmt[S_COUNT];
+	sqlite3_blob *blob; /* kept open on chunks.data between reads */
 	char *path;
 	char *dir; /* the folder holding the database, for statfs */
 	int lock_fd; /* flock()ed: one drive per database */
@@ -398,6 +402,8 @@ static int sq_commit(struct sq *s)
 
 	if (!s->in_txn)
 		return 0;
+	sqlite3_blob_close(s->blob);
+	s->blob = NULL;
 	rc = sqlite3_step(s->stmt[S_COMMIT]);
 	sqlite3_reset(s->stmt[S_COMMIT]);
 	if (rc != SQLITE_DONE) {
@@ -1374,13 +1380,34 @@ static int sq_open_file(const struct vd_ctx *ctx, vd_node_t node,
 	return SQ_CALL(ctx->data, do_open(ctx->data, node, fi));
 }
 
+/*
+ * Read n bytes at off of the chunk in row rowid straight into dst, with
+ * one blob handle that is moved from row to row.
+ */
+static int blob_read(struct sq *s, int64_t rowid, char *dst, int n, int off)
+{
+	int rc = SQLITE_ERROR;
+
+	if (s->blob)
+		rc = sqlite3_blob_reopen(s->blob, rowid);
+	if (rc != SQLITE_OK) {
+		sqlite3_blob_close(s->blob);
+		s->blob = NULL;
+		rc = sqlite3_blob_open(s->db, "main", "chunks", "data", rowid, 0,
+				       &s->blob);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_blob_read(s->blob, dst, n, off);
+	return rc == SQLITE_OK ? 0 : sq_err(s, rc);
+}
+
 /* Copy [off, off+size) of a's content into buf; holes read as zeros. */
 static int read_content(struct sq *s, const struct sq_attr *a, char *buf,
 			size_t size, off_t off)
 {
 	sqlite3_stmt *q;
-	int64_t end;
-	int rc;
+	int64_t end, done = off; /* buf is final up to done */
+	int rc, r = 0;
 
 	if (off >= a->size)
 		return 0;
@@ -1389,24 +1416,31 @@ static int read_content(struct sq *s, const struct sq_attr *a, char *buf,
 	if (size == 0)
 		return 0;
 	end = off + size;
-	memset(buf, 0, size);
-	q = q_ino(s, S_CHUNKS, a->ino);
+	q = q_ino(s, S_CHUNKROWS, a->ino);
 	sqlite3_bind_int64(q, 2, off / s->cs);
 	sqlite3_bind_int64(q, 3, (end - 1) / s->cs);
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+	while (!r && (rc = sqlite3_step(q)) == SQLITE_ROW) {
 		int64_t base = sqlite3_column_int64(q, 0) * s->cs;
-		int64_t len = sqlite3_column_bytes(q, 1);
-		const char *data = sqlite3_column_blob(q, 1);
+		int64_t len = sqlite3_column_int64(q, 2);
 		int64_t from = off > base ? off - base : 0;
 		int64_t to = end - base < len ? end - base : len;
 
-		if (from < to)
-			memcpy(buf + (base + from - off), data + from,
-			       to - from);
+		if (from >= to)
+			continue;
+		if (base + from > done)
+			memset(buf + (done - off), 0, base + from - done);
+		r = blob_read(s, sqlite3_column_int64(q, 1),
+			      buf + (base + from - off), (int)(to - from),
+			      (int)from);
+		done = base + to;
 	}
 	sqlite3_reset(q);
-	if (rc != SQLITE_DONE)
+	if (r)
+		return r;
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		return sq_err(s, rc);
+	if (done < end)
+		memset(buf + (done - off), 0, end - done);
 	return (int)size;
 }
 
@@ -1891,6 +1925,8 @@ static void sq_free(struct sq *s)
 	}
 	/* Closing the last connection checkpoints and removes the WAL. */
 	sqlite3_close(s->ckpt_db);
+	sqlite3_blob_close(s->blob);
+	s->blob = NULL;
 	if (s->db) {
 		sq_commit(s);
 		for (int i = 0; i < S_COUNT; i++)
@@ -2143,6 +2179,7 @@ static int open_db(struct sq *s, char *err, size_t errlen)
 	r = exec_sql(s,
 		     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 		     " PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"
+		     " PRAGMA mmap_size=1073741824;"
 		     " PRAGMA journal_size_limit=67108864;"
 		     " PRAGMA wal_autocheckpoint=0",
 		     err, errlen);
