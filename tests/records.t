@@ -63,6 +63,21 @@ jq '.age = 31 | .name = "Ann B"' "$M/people/1.json" >"$VD_TMP/edit.json" &&
 ok $? "jq + cp edit a row"
 [ "$(row 1)" = "1|Ann B|31|ann@x" ]
 ok $? "the sqlite3 shell sees the edit"
+sed -i 's/"Ann B"/"Ann S"/' "$M/people/1.json"
+ok $? "sed -i edits a row (a scratch file renamed over it)"
+[ "$(row 1)" = "1|Ann S|31|ann@x" ] && ls "$M/people" | tr '\n' ' ' | grep -qx "1.json 2.json "
+ok $? "... saved, and no scratch file left behind"
+if command -v vim >/dev/null; then
+	vim -u NONE -N -es -c '%s/"Ann S"/"Ann B"/' -c wq "$M/people/1.json" </dev/null
+	[ "$(row 1)" = "1|Ann B|31|ann@x" ] && ls -a "$M/people" | tr '\n' ' ' | grep -qx ". .. 1.json 2.json "
+	ok $? "vim edits a row (swap file and all), nothing left behind"
+else
+	skip "vim edits a row" "no vim"
+fi
+sed -i 's/"age": 31/"age": "x"/' "$M/people/1.json" 2>/dev/null
+[ $? != 0 ] && [ "$(row 1)" = "1|Ann B|31|ann@x" ]
+ok $? "a bad sed -i edit fails, row unchanged"
+rm -f "$M/people/sed"*
 echo '{"name": "Cy", "age": 7}' >"$VD_TMP/new.json" &&
 	cp "$VD_TMP/new.json" "$M/people/5.json"
 ok $? "cp of a new file inserts a row"

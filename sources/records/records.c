@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -29,7 +30,9 @@
 #define REC_MAX_FILE (64 << 20) /* bigger writes: EFBIG */
 #define REC_NAME_MAX 255
 
-enum rec_kind { REC_ROOT, REC_TABLE, REC_ROW, REC_CSV };
+/* REC_SCRATCH: a file in a table folder whose name is not KEY.json, kept
+ * in memory until renamed to KEY.json (how sed -i and editors save). */
+enum rec_kind { REC_ROOT, REC_TABLE, REC_ROW, REC_CSV, REC_SCRATCH };
 
 /* A node the kernel holds: a table folder, a row file or a CSV file. */
 struct rec_node {
@@ -46,6 +49,14 @@ struct rec_node {
 	int pending;		 /* created, not inserted yet */
 	int nopen;		 /* opens of this node */
 	struct rec_open *writer; /* an open with unsaved writes */
+	/* REC_SCRATCH: its content and attributes */
+	struct vd_jbuf data;
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	struct timespec mtime;
+	int linked; /* has a name in its folder */
+	int held;   /* the kernel holds it (handed out, not forgotten) */
 	struct rec_node *idnext, *namenext;
 };
 
@@ -154,7 +165,31 @@ static void node_free(struct rec_node *n)
 	free(n->table);
 	free(n->name);
 	free(n->kt);
+	vd_jbuf_free(&n->data);
 	free(n);
+}
+
+/* Enter n under its (kind, table, name) for node_find(). */
+static void name_hash(struct rec *s, struct rec_node *n)
+{
+	unsigned int b = name_bucket(n->kind, n->table, n->name);
+
+	n->namenext = s->byname[b];
+	s->byname[b] = n;
+}
+
+/* Take n out of the name chains: node_find() no longer finds it. */
+static void name_unhash(struct rec *s, struct rec_node *n)
+{
+	struct rec_node **pp;
+
+	for (pp = &s->byname[name_bucket(n->kind, n->table, n->name)]; *pp;
+	     pp = &(*pp)->namenext)
+		if (*pp == n) {
+			*pp = n->namenext;
+			break;
+		}
+	n->namenext = NULL;
 }
 
 /* The node for (kind, table, name), made if the kernel holds none yet. */
@@ -162,7 +197,6 @@ static struct rec_node *node_make(struct rec *s, enum rec_kind kind,
 				  const char *table, const char *name)
 {
 	struct rec_node *n = node_find(s, kind, table, name);
-	unsigned int b;
 
 	if (n)
 		return n;
@@ -179,9 +213,7 @@ static struct rec_node *node_make(struct rec *s, enum rec_kind kind,
 	n->id = s->next_id++;
 	n->idnext = s->byid[n->id % REC_NBUCKETS];
 	s->byid[n->id % REC_NBUCKETS] = n;
-	b = name_bucket(kind, table, name);
-	n->namenext = s->byname[b];
-	s->byname[b] = n;
+	name_hash(s, n);
 	return n;
 }
 
@@ -195,12 +227,7 @@ static void node_remove(struct rec *s, struct rec_node *n)
 			*pp = n->idnext;
 			break;
 		}
-	for (pp = &s->byname[name_bucket(n->kind, n->table, n->name)]; *pp;
-	     pp = &(*pp)->namenext)
-		if (*pp == n) {
-			*pp = n->namenext;
-			break;
-		}
+	name_unhash(s, n);
 	node_free(n);
 }
 
@@ -755,7 +782,40 @@ static void fill_stat(struct rec *s, const struct rec_node *n, off_t size,
 	}
 	st->st_blksize = 4096;
 	st->st_blocks = (size + 511) / 512;
-	db_times(s, st);
+	if (n->kind != REC_SCRATCH) {
+		db_times(s, st);
+		return;
+	}
+	st->st_mode = S_IFREG | n->mode;
+	st->st_nlink = n->linked;
+	st->st_uid = n->uid;
+	st->st_gid = n->gid;
+	st->st_size = (off_t)n->data.len;
+	st->st_blocks = (st->st_size + 511) / 512;
+	st->st_mtim = st->st_ctim = st->st_atim = n->mtime;
+}
+
+/* Whether name is a row's (KEY.json) rather than a scratch file's. */
+static int is_row_name(const char *name)
+{
+	size_t len = strlen(name);
+
+	return len > 5 && !strcmp(name + len - 5, ".json");
+}
+
+/* Free scratch node n once it has no name, no open and no kernel ref. */
+static void scratch_maybe_free(struct rec *s, struct rec_node *n)
+{
+	if (n->kind == REC_SCRATCH && !n->linked && !n->held && !n->nopen)
+		node_remove(s, n);
+}
+
+/* Remove scratch file n's name. */
+static void scratch_unlink(struct rec *s, struct rec_node *n)
+{
+	name_unhash(s, n);
+	n->linked = 0;
+	scratch_maybe_free(s, n);
 }
 
 /* Attributes of node n as the database has it now; -ENOENT if gone. */
@@ -766,7 +826,7 @@ static int node_stat(struct rec *s, struct rec_node *n, struct stat *st)
 	off_t size = 0;
 	int r = 0;
 
-	if (n->kind == REC_ROOT) {
+	if (n->kind == REC_ROOT || n->kind == REC_SCRATCH) {
 		fill_stat(s, n, 0, st);
 		return 0;
 	}
@@ -774,9 +834,9 @@ static int node_stat(struct rec *s, struct rec_node *n, struct stat *st)
 	if (r)
 		return r;
 	if (n->kind == REC_ROW) {
+		/* Created, never saved: it never existed. */
 		if (n->pending && !n->nopen)
-			r = -ENOENT; /* created, never saved: it never existed
-				      */
+			r = -ENOENT;
 		else if (n->writer && n->writer->dirty)
 			size = (off_t)n->writer->buf.len;
 		else if (!n->pending)
@@ -816,6 +876,11 @@ static int rec_lookup(const struct vd_ctx *ctx, vd_node_t parent,
 		}
 		if (!r && !n)
 			r = -ENOMEM;
+	} else if (p->kind == REC_TABLE && !is_row_name(name)) {
+		n = node_find(s, REC_SCRATCH, p->table, name);
+		r = n ? 0 : -ENOENT;
+		if (n)
+			n->held = 1;
 	} else if (p->kind == REC_TABLE && !(r = table_load(s, p->table, &t))) {
 		r = row_find(s, &t, name, &probe);
 		if (!r) {
@@ -851,8 +916,12 @@ static void rec_forget(void *data, vd_node_t node)
 
 	pthread_mutex_lock(&s->lock);
 	n = node_get(s, node);
-	if (n && n != &s->root)
+	if (n && n->kind == REC_SCRATCH) {
+		n->held = 0;
+		scratch_maybe_free(s, n);
+	} else if (n && n != &s->root) {
 		node_remove(s, n);
+	}
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -1262,6 +1331,11 @@ static int open_node(struct rec *s, struct rec_node *n, struct vd_file *fi,
 		return -ENOMEM;
 	h->node = n;
 	h->writable = acc != O_RDONLY;
+	if (n->kind == REC_SCRATCH) {
+		if (trunc && n->data.p)
+			n->data.p[n->data.len = 0] = 0;
+		goto opened;
+	}
 	r = table_load(s, n->table, &t);
 	if (!r) {
 		if (n->kind == REC_CSV)
@@ -1275,6 +1349,7 @@ static int open_node(struct rec *s, struct rec_node *n, struct vd_file *fi,
 		free(h);
 		return r;
 	}
+opened:
 	fi->fh = (uint64_t)(uintptr_t)h;
 	n->nopen++;
 	/* Content comes from the database at each open: no stale pages. */
@@ -1314,6 +1389,17 @@ static int rec_create(const struct vd_ctx *ctx, vd_node_t parent,
 		r = -EROFS;
 	} else if (p->kind != REC_TABLE || !S_ISREG(mode)) {
 		r = -EACCES;
+	} else if (!is_row_name(name)) {
+		r = node_find(s, REC_SCRATCH, p->table, name) ? -EEXIST : 0;
+		if (!r && !(n = node_make(s, REC_SCRATCH, p->table, name)))
+			r = -ENOMEM;
+		if (!r) {
+			n->mode = mode & 07777;
+			n->uid = ctx->uid;
+			n->gid = ctx->gid;
+			n->linked = 1;
+			clock_gettime(CLOCK_REALTIME, &n->mtime);
+		}
 	} else if (len <= 5 || strcmp(name + len - 5, ".json") ||
 		   unesc_name(&key, name, len - 5)) {
 		vd_log(s->drive,
@@ -1338,12 +1424,13 @@ static int rec_create(const struct vd_ctx *ctx, vd_node_t parent,
 		table_free(&t);
 	}
 	if (!r) {
-		n->pending = 1;
+		n->pending = n->kind == REC_ROW;
 		r = open_node(s, n, fi, 1);
 	}
 	if (!r) {
 		fill_stat(s, n, 0, st);
 		*node = n->id;
+		n->held = 1;
 	}
 	vd_jbuf_free(&key);
 	rec_leave(s);
@@ -1355,41 +1442,61 @@ static int rec_read(const struct vd_ctx *ctx, vd_node_t node,
 {
 	struct rec *s = rec_enter(ctx);
 	struct rec_open *h = (struct rec_open *)(uintptr_t)fi->fh;
+	struct vd_jbuf *b =
+		h->node->kind == REC_SCRATCH ? &h->node->data : &h->buf;
 	int r = 0;
 
 	(void)node;
-	if (off >= 0 && (size_t)off < h->buf.len) {
-		if (size > h->buf.len - (size_t)off)
-			size = h->buf.len - (size_t)off;
-		memcpy(buf, h->buf.p + off, size);
+	if (off >= 0 && (size_t)off < b->len) {
+		if (size > b->len - (size_t)off)
+			size = b->len - (size_t)off;
+		memcpy(buf, b->p + off, size);
 		r = (int)size;
 	}
 	rec_leave(s);
 	return r;
 }
 
-/* Make h's content exactly size bytes long (zero-filled when growing). */
-static int resize(struct rec_open *h, off_t size)
+/* Make b exactly size bytes long (zero-filled when growing). */
+static int buf_resize(struct vd_jbuf *b, off_t size)
 {
 	if (size < 0 || size > REC_MAX_FILE)
 		return -EFBIG;
-	if ((size_t)size > h->buf.len) {
-		size_t grow = (size_t)size - h->buf.len;
+	if ((size_t)size > b->len) {
+		size_t grow = (size_t)size - b->len;
 		char *z = calloc(1, grow);
 
 		if (!z)
 			return -ENOMEM;
-		vd_jbuf_add(&h->buf, z, grow);
+		vd_jbuf_add(b, z, grow);
 		free(z);
-		if (h->buf.oom)
+		if (b->oom)
 			return -ENOMEM;
-	} else if (h->buf.p) {
-		h->buf.len = (size_t)size;
-		h->buf.p[size] = 0;
+	} else if (b->p) {
+		b->len = (size_t)size;
+		b->p[size] = 0;
 	}
-	h->dirty = 1;
-	h->node->writer = h;
 	return 0;
+}
+
+/* Resize what open h edits: a scratch file's content, or the row edit
+ * (which then has to be saved). */
+static int resize(struct rec_open *h, off_t size)
+{
+	struct rec_node *n = h->node;
+	int r;
+
+	if (n->kind == REC_SCRATCH) {
+		r = buf_resize(&n->data, size);
+		clock_gettime(CLOCK_REALTIME, &n->mtime);
+		return r;
+	}
+	r = buf_resize(&h->buf, size);
+	if (!r) {
+		h->dirty = 1;
+		n->writer = h;
+	}
+	return r;
 }
 
 static int rec_write(const struct vd_ctx *ctx, vd_node_t node,
@@ -1407,13 +1514,19 @@ static int rec_write(const struct vd_ctx *ctx, vd_node_t node,
 		   (size_t)off > REC_MAX_FILE - size) {
 		r = -EFBIG;
 	} else {
-		r = (size_t)off + size > h->buf.len
-			    ? resize(h, off + (off_t)size)
-			    : 0;
+		struct vd_jbuf *b =
+			h->node->kind == REC_SCRATCH ? &h->node->data : &h->buf;
+
+		r = (size_t)off + size > b->len ? resize(h, off + (off_t)size)
+						: 0;
 		if (!r) {
-			memcpy(h->buf.p + off, buf, size);
-			h->dirty = 1;
-			h->node->writer = h;
+			memcpy(b->p + off, buf, size);
+			if (h->node->kind == REC_SCRATCH) {
+				clock_gettime(CLOCK_REALTIME, &h->node->mtime);
+			} else {
+				h->dirty = 1;
+				h->node->writer = h;
+			}
 			r = (int)size;
 		}
 	}
@@ -1444,7 +1557,22 @@ static int rec_setattr(const struct vd_ctx *ctx, vd_node_t node,
 	struct vd_file tmp;
 	int r = 0;
 
-	if (!n) {
+	if (n && n->kind == REC_SCRATCH) {
+		/* Scratch files take any attribute, like a file in /tmp. */
+		if (to_set & VD_SET_MODE)
+			n->mode = st->st_mode & 07777;
+		if (to_set & VD_SET_UID)
+			n->uid = st->st_uid;
+		if (to_set & VD_SET_GID)
+			n->gid = st->st_gid;
+		if (to_set & VD_SET_MTIME)
+			n->mtime = st->st_mtim;
+		if (to_set & VD_SET_SIZE) {
+			r = buf_resize(&n->data, st->st_size);
+			clock_gettime(CLOCK_REALTIME, &n->mtime);
+		}
+		h = NULL;
+	} else if (!n) {
 		r = -ESTALE;
 	} else if (!same_owner_mode(s, n, st, to_set)) {
 		r = -EPERM;
@@ -1517,6 +1645,7 @@ static int rec_release(const struct vd_ctx *ctx, vd_node_t node,
 	if (h->node->writer == h)
 		h->node->writer = NULL;
 	h->node->nopen--;
+	scratch_maybe_free(s, h->node);
 	vd_jbuf_free(&h->buf);
 	free(h);
 	rec_leave(s);
@@ -1540,6 +1669,12 @@ static int rec_unlink(const struct vd_ctx *ctx, vd_node_t parent,
 		r = p->kind == REC_ROOT ? -EPERM : -ENOTDIR;
 	} else if (s->ro) {
 		r = -EROFS;
+	} else if (!is_row_name(name)) {
+		struct rec_node *n = node_find(s, REC_SCRATCH, p->table, name);
+
+		r = n ? 0 : -ENOENT;
+		if (n)
+			scratch_unlink(s, n);
 	} else if (!(r = table_load(s, p->table, &t))) {
 		r = row_find(s, &t, name, &probe);
 		if (!r) {
@@ -1567,6 +1702,131 @@ static int rec_unlink(const struct vd_ctx *ctx, vd_node_t parent,
 		table_free(&t);
 	}
 	vd_jbuf_free(&sql);
+	rec_leave(s);
+	return r;
+}
+
+/* Give scratch file n the name newname, replacing a scratch file there. */
+static int scratch_move(struct rec *s, struct rec_node *n, const char *newname,
+			unsigned int flags)
+{
+	struct rec_node *old = node_find(s, REC_SCRATCH, n->table, newname);
+	char *nm;
+
+	if (old == n)
+		return 0;
+	if (old && (flags & RENAME_NOREPLACE))
+		return -EEXIST;
+	nm = strdup(newname);
+	if (!nm)
+		return -ENOMEM;
+	if (old)
+		scratch_unlink(s, old);
+	name_unhash(s, n);
+	free(n->name);
+	n->name = nm;
+	name_hash(s, n);
+	return 0;
+}
+
+/*
+ * Rename scratch file n to the row file newname: save its content into
+ * that row (update, or insert if there is none) exactly as a write and
+ * close of newname would. On success n becomes that row's node, as the
+ * kernel now has it under newname; on failure nothing changes.
+ */
+static int scratch_save(struct rec *s, struct rec_node *n, const char *newname,
+			unsigned int flags)
+{
+	struct rec_node probe, *old;
+	struct rec_open h;
+	struct vd_jbuf key = {0};
+	struct rec_table t;
+	char why[256], *nm = strdup(newname);
+	int r = nm ? table_load(s, n->table, &t) : -ENOMEM;
+
+	if (r) {
+		free(nm);
+		return r;
+	}
+	memset(&probe, 0, sizeof(probe));
+	probe.kind = REC_ROW;
+	probe.table = n->table;
+	probe.name = nm;
+	r = row_find(s, &t, newname, &probe);
+	if (r == 0 && (flags & RENAME_NOREPLACE)) {
+		r = -EEXIST;
+	} else if (r == -ENOENT) {
+		r = unesc_name(&key, newname, strlen(newname) - 5) ? -EINVAL
+								   : 0;
+		if (!r && (t.key < 0 || t.aff[t.key] == 'I') &&
+		    !is_int_key(&key)) {
+			vd_log(s->drive,
+			       "records: %s/%s: the key must be an integer",
+			       n->table, newname);
+			r = -EINVAL;
+		}
+		probe.pending = 1;
+	}
+	if (!r) {
+		memset(&h, 0, sizeof(h));
+		h.node = &probe;
+		h.buf = n->data; /* borrowed: commit() only reads it */
+		r = commit(s, &h, why, sizeof(why));
+	}
+	if (!r) {
+		old = node_find(s, REC_ROW, n->table, newname);
+		if (old)
+			name_unhash(s, old); /* the replaced file's node */
+		name_unhash(s, n);
+		free(n->name);
+		free(n->kt);
+		vd_jbuf_free(&n->data);
+		n->name = nm;
+		n->kind = REC_ROW;
+		n->ktype = probe.ktype, n->ki = probe.ki, n->kr = probe.kr;
+		n->kt = probe.kt, n->ktlen = probe.ktlen;
+		n->pending = 0;
+		n->linked = 0;
+		name_hash(s, n);
+	} else {
+		free(probe.kt);
+		free(nm);
+	}
+	vd_jbuf_free(&key);
+	table_free(&t);
+	return r;
+}
+
+/* Renames inside one table folder, of scratch files only: to another
+ * scratch name, or to KEY.json, which saves the content into that row. */
+static int rec_rename(const struct vd_ctx *ctx, vd_node_t parent,
+		      const char *name, vd_node_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	struct rec *s = rec_enter(ctx);
+	struct rec_node *p = node_get(s, parent), *np = node_get(s, newparent);
+	struct rec_node *n = NULL;
+	int r;
+
+	if (!p || !np)
+		r = -ESTALE;
+	else if (flags & ~(unsigned int)RENAME_NOREPLACE)
+		r = -EINVAL;
+	else if (p->kind != REC_TABLE || np->kind != REC_TABLE)
+		r = -EPERM;
+	else if (strcmp(p->table, np->table))
+		r = -EXDEV;
+	else if (s->ro)
+		r = -EROFS;
+	else if (is_row_name(name))
+		r = -EPERM; /* a row's key changes through its content */
+	else if (!(n = node_find(s, REC_SCRATCH, p->table, name)))
+		r = -ENOENT;
+	else if (!is_row_name(newname))
+		r = scratch_move(s, n, newname, flags);
+	else
+		r = scratch_save(s, n, newname, flags);
 	rec_leave(s);
 	return r;
 }
@@ -1624,14 +1884,45 @@ static int list_root(struct rec *s, off_t off, vd_fill_fn fill, void *buf)
 	return 0;
 }
 
-/* Rows of table t from offset off, one KEY.json each, in key order. */
+/* Offsets of scratch files in a listing start here, after any row. */
+#define REC_SCRATCH_OFF ((off_t)1 << 40)
+
+/* Scratch files of table t from offset off (REC_SCRATCH_OFF + index). */
+static void list_scratch(struct rec *s, const struct rec_table *t, off_t off,
+			 vd_fill_fn fill, void *buf)
+{
+	off_t k = REC_SCRATCH_OFF;
+
+	for (unsigned int b = 0; b < REC_NBUCKETS; b++) {
+		for (struct rec_node *n = s->byid[b]; n; n = n->idnext) {
+			struct stat sb;
+
+			if (n->kind != REC_SCRATCH || !n->linked ||
+			    strcmp(n->table, t->name))
+				continue;
+			if (++k <= off)
+				continue;
+			fill_stat(s, n, 0, &sb);
+			if (fill(buf, n->name, 0, &sb, k))
+				return;
+		}
+	}
+}
+
+/* Rows of table t from offset off, one KEY.json each, in key order, then
+ * its scratch files. */
 static int list_table(struct rec *s, const struct rec_table *t, off_t off,
 		      vd_fill_fn fill, void *buf)
 {
 	struct vd_jbuf sql = {0};
 	sqlite3_stmt *st = NULL;
 	off_t i = off < 2 ? 2 : off;
-	int r;
+	int r, full = 0;
+
+	if (off >= REC_SCRATCH_OFF) {
+		list_scratch(s, t, off, fill, buf);
+		return 0;
+	}
 
 	vd_jbuf_add(&sql, "SELECT ", 7);
 	put_key(&sql, t);
@@ -1648,7 +1939,6 @@ static int list_table(struct rec *s, const struct rec_table *t, off_t off,
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		struct vd_jbuf nm = {0};
 		struct stat sb;
-		int full = 0;
 
 		i++;
 		memset(&sb, 0, sizeof(sb));
@@ -1663,6 +1953,8 @@ static int list_table(struct rec *s, const struct rec_table *t, off_t off,
 			break;
 	}
 	sqlite3_finalize(st);
+	if (!full)
+		list_scratch(s, t, REC_SCRATCH_OFF, fill, buf);
 	return 0;
 }
 
@@ -1863,6 +2155,7 @@ static const struct vd_ops rec_ops = {
 	.getattr = rec_getattr,
 	.setattr = rec_setattr,
 	.unlink = rec_unlink,
+	.rename = rec_rename,
 	.open = rec_open,
 	.read = rec_read,
 	.write = rec_write,
