@@ -28,7 +28,7 @@ for kind in mount proc tmp; do
 		echo "ok $i - no $what left behind"
 	else
 		echo "not ok $i - $what left behind"
-		sed 's/^/# /' <<<"$items"
+		sed 's/^/# /' <<<"$items" >&2
 	fi
 done
 rm -f "$B"
