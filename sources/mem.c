@@ -1634,11 +1634,12 @@ static int mem_readdir(const struct vd_ctx *ctx, vd_node_t node,
 {
 	struct mem *m = mem_of(ctx);
 	struct mem_node *dir = node_of(m, node), *up;
+	bool plus =
+		fi && fi->readdirplus; /* only then nodes reach the kernel */
 	struct stat st;
 	bool due = false;
 	int r = 0;
 
-	(void)fi;
 	if (off < 0)
 		return -EINVAL;
 	pthread_rwlock_rdlock(&m->lock);
@@ -1666,7 +1667,8 @@ static int mem_readdir(const struct vd_ctx *ctx, vd_node_t node,
 		if (fill(buf, d->name, handle_of(m, d->child), &st,
 			 (off_t)d->cookie))
 			break;
-		hand_out(m, d->child);
+		if (plus)
+			hand_out(m, d->child);
 	}
 out:
 	pthread_rwlock_unlock(&m->lock);

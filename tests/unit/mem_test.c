@@ -521,6 +521,25 @@ static void test_lifetime(void)
 	   "link of an unlinked file is ENOENT");
 	ops->forget(ctx.data, f);
 
+	/* A READDIRPLUS listing hands nodes to the kernel; a plain one not. */
+	struct vd_file dfi = {.readdirplus = 1};
+	struct seen sn = {.stop_after = 1000};
+	f = mkfile(VD_ROOT, "p", 0644);
+	ops->forget(ctx.data, f);
+	ops->readdir(&ctx, VD_ROOT, &dfi, 0, collect, &sn);
+	ops->unlink(&ctx, VD_ROOT, "p");
+	IS(files_free(), before - 1,
+	   "a node listed by READDIRPLUS waits for forget");
+	ops->forget(ctx.data, f);
+	IS(files_free(), before, "and goes at forget");
+	f = mkfile(VD_ROOT, "q", 0644);
+	ops->forget(ctx.data, f);
+	dfi.readdirplus = 0;
+	sn.n = 0;
+	ops->readdir(&ctx, VD_ROOT, &dfi, 0, collect, &sn);
+	ops->unlink(&ctx, VD_ROOT, "q");
+	IS(files_free(), before, "a plain listing does not pin nodes");
+
 	/* A removed folder stays usable until forgotten. */
 	d = mkdirn(VD_ROOT, "d");
 	IS(ops->rmdir(&ctx, VD_ROOT, "d"), 0, "rmdir");
