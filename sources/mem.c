@@ -1840,7 +1840,7 @@ static int mem_fallocate(const struct vd_ctx *ctx, vd_node_t node,
 {
 	struct mem *m = mem_of(ctx);
 	struct mem_node *n = node_of(m, node);
-	bool keep = mode & FALLOC_FL_KEEP_SIZE;
+	bool keep = mode & FALLOC_FL_KEEP_SIZE, grew = false;
 	int op = mode & ~FALLOC_FL_KEEP_SIZE;
 	int r = 0;
 
@@ -1878,12 +1878,15 @@ static int mem_fallocate(const struct vd_ctx *ctx, vd_node_t node,
 				memset(p->data + in, 0, chunk);
 			o += (off_t)chunk;
 		}
-		if (!keep && off + len > n->size)
+		if (!keep && off + len > n->size) {
 			n->size = off + len;
+			grew = true;
+		}
 	}
-	if (op)
-		n->mtime = now();
+	/* As ext4: the data changes (or the file grows) move mtime too. */
 	n->ctime = now();
+	if (op || grew)
+		n->mtime = n->ctime;
 out:
 	wunlock(m);
 	return r;
