@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "records/json.h"
@@ -76,7 +75,6 @@ struct rec_table {
 	char **cols;
 	char *aff; /* per column: 'I', 'R', 'N', 'T' or 'B' (none) */
 	int key;   /* key column, or -1: the rowid */
-	int key_is_rowid_alias;
 };
 
 struct rec {
@@ -380,7 +378,6 @@ static int table_load(struct rec *s, const char *name, struct rec_table *t)
 {
 	sqlite3_stmt *st = NULL;
 	int strict = 0, wr = 0, npk = 0, pkcol = -1, r = -ENOENT;
-	char *pktype = NULL;
 
 	memset(t, 0, sizeof(*t));
 	if (!strncmp(name, "sqlite_", 7))
@@ -426,23 +423,17 @@ static int table_load(struct rec *s, const char *name, struct rec_table *t)
 		if (sqlite3_column_int(st, 2) > 0) {
 			npk++;
 			pkcol = t->ncol;
-			free(pktype);
-			pktype = strdup(ct ? ct : "");
 		}
 		t->ncol++;
 	}
 	sqlite3_finalize(st);
 	if (!r && npk == 1) {
 		t->key = pkcol;
-		/* INTEGER PRIMARY KEY (exactly that type) is the rowid. */
-		t->key_is_rowid_alias =
-			!wr && pktype && !strcasecmp(pktype, "INTEGER");
 	} else if (!r && !wr) {
 		t->key = -1;
 	} else if (!r) {
 		r = -ENOENT;
 	}
-	free(pktype);
 	if (r)
 		table_free(t);
 	return r;
@@ -1087,6 +1078,24 @@ static int bind_new_key(sqlite3_stmt *st, int i, const struct rec_table *t,
 	return 0;
 }
 
+/* Whether column name of table is generated (shown, never written). */
+static int is_generated(struct rec *s, const char *table, const char *name)
+{
+	sqlite3_stmt *st;
+	int r = 0;
+
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT 1 FROM pragma_table_xinfo(?) "
+			       "WHERE name = ? AND hidden IN (2, 3)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	r = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return r;
+}
+
 /*
  * Apply the content of open h to its row in one transaction: UPDATE the
  * columns it names, or INSERT for a file just created. On failure the row
@@ -1130,6 +1139,16 @@ static int commit(struct rec *s, struct rec_open *h, char *why, size_t wlen)
 		for (int c = 0; c < t.ncol; c++)
 			if (!strcmp(t.cols[c], o.m[i].name))
 				col[i] = c;
+		if (col[i] < 0 && is_generated(s, t.name, o.m[i].name)) {
+			/* Read back as it was shown; SQLite computes it. */
+			free(o.m[i].name);
+			free(v->s);
+			memmove(&o.m[i], &o.m[i + 1],
+				(o.n - i - 1) * sizeof(o.m[0]));
+			o.n--;
+			i--;
+			continue;
+		}
 		if (col[i] < 0) {
 			snprintf(why, wlen, "unknown column '%s'", o.m[i].name);
 			r = -EINVAL;

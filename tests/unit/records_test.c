@@ -281,7 +281,10 @@ static void setup_db(void)
 		    "CREATE TABLE log(msg);"
 		    "INSERT INTO log VALUES('hello'), ('world');"
 		    "CREATE TABLE s(id INTEGER PRIMARY KEY, v INTEGER) STRICT;"
-		    "CREATE TABLE pair(a, b, PRIMARY KEY(a, b)) WITHOUT ROWID;",
+		    "CREATE TABLE pair(a, b, PRIMARY KEY(a, b)) WITHOUT ROWID;"
+		    "CREATE TABLE g(id INTEGER PRIMARY KEY, x INT,"
+		    " twice INT GENERATED ALWAYS AS (x * 2));"
+		    "INSERT INTO g(id, x) VALUES (1, 5);",
 		    NULL, NULL, NULL) != SQLITE_OK) {
 		printf("Bail out! cannot make %s: %s\n", dbpath,
 		       sqlite3_errmsg(db));
@@ -313,8 +316,8 @@ int main(void)
 		return 1;
 	ctx.data = data;
 
-	ok(!strcmp(list(VD_ROOT),
-		   ". .. log people s tags log.csv people.csv s.csv tags.csv "),
+	ok(!strcmp(list(VD_ROOT), ". .. g log people s tags g.csv log.csv "
+				  "people.csv s.csv tags.csv "),
 	   "root lists tables and CSV files, not the composite-key table (%s)",
 	   list(VD_ROOT));
 	people = lookup(VD_ROOT, "people");
@@ -494,6 +497,15 @@ int main(void)
 		if (!r)
 			ops->release(&ctx, c, &fi);
 	}
+
+	/* Generated columns show, and are skipped when written back. */
+	n = lookup(lookup(VD_ROOT, "g"), "1.json");
+	ok(n && slurp(n, buf, sizeof(buf)) == 0 &&
+		   !strcmp(buf, "{\n  \"id\": 1,\n  \"x\": 5,\n  \"twice\": "
+				"10\n}\n") &&
+		   put(n, "{\"id\": 1, \"x\": 6, \"twice\": 10}") == 0 &&
+		   !strcmp(q("SELECT twice FROM g WHERE id=1"), "12"),
+	   "a generated column reads, and is ignored when written back");
 
 	/* A change by another program is read at the next open. */
 	sqlite3_exec(db, "UPDATE people SET name='Outside' WHERE id=1", NULL,
