@@ -304,4 +304,6 @@ ok $? "the restarted daemon unmounted the recovered drive"
 
 cleanup_cts
 DAEMON=
+! grep -rqs "Sanitizer" "$VD_TMP/vdrived.log" "$VD_TMP"/run*
+ok $? "no sanitizer reports from vdrived or the drives (SAN=1 builds)"
 done_testing

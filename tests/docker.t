@@ -199,6 +199,19 @@ for _ in $(seq 50); do D exec u3 test -e /mnt/h/hello.txt 2>/dev/null && break; 
 [ "$(D exec u3 cat /mnt/h/hello.txt 2>&1)" = "Hello from vdrive!" ]
 ok $? "an application linking libvdrive (examples/hello) mounts from inside"
 
+# A privileged container mounts directly, with the same gate (-o isolate).
+D "${RUN[@]}" --name p1 --device /dev/fuse --cap-add SYS_ADMIN \
+	-e VDRIVE_RUNDIR=/tmp/vdrun -e VDRIVE_SOCKET=/nonexistent "${LIBS[@]}" \
+	vdtest-busybox:1 sleep 600 >/dev/null
+out=$(D exec p1 sh -c 'mkdir -p /mnt/p && /vd/vdrive mount mem: /mnt/p -o isolate &&
+	echo from-p1 > /mnt/p/f && cat /mnt/p/f' 2>&1)
+[ "$out" = from-p1 ]
+ok $? "a privileged container (/dev/fuse, SYS_ADMIN) mounts directly" || diag "$out"
+err=$(cat "/proc/$(pid_of p1)/root/mnt/p/f" 2>&1)
+[ $? != 0 ] && grep -q "Permission denied" <<<"$err"
+ok $? "-o isolate refuses host reads through /proc/PID/root there too" || diag "$err"
+D stop p1 >/dev/null
+
 NSU=$(ns_of "$U1")
 D stop u1 u3 >/dev/null
 for _ in $(seq 50); do
@@ -227,6 +240,8 @@ else
 	skip "gVisor container refused by PID" "runsc does not start here"
 fi
 
+! grep -qs "Sanitizer" "$DK/vdrived.log"
+ok $? "no sanitizer reports from vdrived (SAN=1 builds)"
 stop_all
 [ -z "$(awk -v t="$DK/" 'index($5, t) == 1' /proc/self/mountinfo)" ]
 ok $? "dockerd and its mounts are gone"
