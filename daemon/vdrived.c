@@ -43,6 +43,7 @@
 
 #define MAX_CLIENTS 256
 #define MAX_PER_NS 16 /* drives one namespace may hold */
+#define MAX_CONN_PER_NS 32 /* connections: one namespace cannot starve others */
 #define LINE_MAX_ 4096
 #define CHILD_TIMEOUT_MS 5000
 
@@ -545,6 +546,14 @@ static void accept_client(int lfd)
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &c->pidfd, &len) != 0)
 		c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
 	c->ns_ino = c->pidfd >= 0 ? ns_of_pid(c->pid) : 0;
+	for (int k = 0, n = 0; c->ns_ino && k < MAX_CLIENTS; k++)
+		if (clients[k] && clients[k]->ns_ino == c->ns_ino &&
+		    ++n >= MAX_CONN_PER_NS) {
+			logmsg("pid %d: too many connections from mnt ns %llu",
+			       (int)c->pid, (unsigned long long)c->ns_ino);
+			c->ns_ino = 0;
+			break;
+		}
 	if (c->pidfd < 0 || !c->ns_ino || !pidfd_alive(c->pidfd)) {
 		if (c->pidfd >= 0)
 			close(c->pidfd);

@@ -272,6 +272,22 @@ ok $nbad "malformed and hostile requests get errors"
 r=$(proto "$V" 'ping\n')
 [ "$r" = "ok vdrived 1" ] && kill -0 "$DAEMON"
 ok $? "the daemon survives them" || diag "$r"
+# One namespace opening many idle connections cannot lock others out.
+in_ct "$V" /usr/bin/python3 -c '
+import socket, os, time
+socks = []
+for i in range(60):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(os.environ["VDRIVE_SOCKET"])
+    socks.append(s)
+time.sleep(3)' &
+HOG=$!
+sleep 1
+r=$(proto "$U" 'ping\n')
+[ "$r" = "ok vdrived 1" ] && grep -q "too many connections" "$VD_TMP/vdrived.log"
+ok $? "a namespace hogging connections is capped; others are still served" || diag "$r"
+kill $HOG 2>/dev/null
+wait $HOG 2>/dev/null
 in_ct "$V" sh -c 'grep " /mnt/v " /proc/self/mountinfo' >/dev/null
 [ $? != 0 ]
 ok $? "a drive whose connection ended is unmounted by the daemon"
