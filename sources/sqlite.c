@@ -38,6 +38,7 @@
 #define SQ_CKPT_FRAMES 256	/* WAL frames (64 KiB pages) that start a
 				 * checkpoint in the background */
 #define SQ_CKPT_INLINE 4096	/* and that many, one in the foreground */
+#define SQ_SLOTS 4		/* chunks kept in memory for small writes */
 #define SQ_NAME_MAX 255
 #define SQ_XATTR_MAX 65536
 #define SQ_OPEN_BUCKETS 256
@@ -186,6 +187,21 @@ struct sq_attr {
 	uint64_t parent; /* folders only: the folder holding it */
 };
 
+/*
+ * A chunk held in memory while small writes patch it, so that appending
+ * 4 KiB at a time does not rewrite a 128 KiB blob per write. Stored
+ * (flushed) before anything else reads chunks of that file through SQL,
+ * and before every commit.
+ */
+struct sq_slot {
+	uint64_t ino; /* 0: unused */
+	int64_t idx;
+	int64_t len;	/* bytes of the chunk; 'used' already counts them */
+	bool dirty;	/* differs from the row */
+	uint64_t tick; /* last use, for eviction */
+	char *buf;	/* cs bytes */
+};
+
 /* A node that is open: it outlives its last name until released. */
 struct sq_open {
 	uint64_t ino;
@@ -204,6 +220,8 @@ struct sq {
 	int lock_fd; /* flock()ed: one drive per database */
 	int64_t cs;  /* chunk size */
 	char *buf;   /* one chunk, for read-modify-write */
+	struct sq_slot slot[SQ_SLOTS];
+	uint64_t tick;
 
 	pthread_mutex_t lock; /* everything below, and the connection */
 	pthread_cond_t wake;
@@ -395,13 +413,17 @@ static void attr_stat(const struct sq *s, const struct sq_attr *a,
 	st->st_ctim = ns_ts(a->ctime);
 }
 
-/* Commit the open transaction, if any. Called with s->lock held. */
+static int slots_flush(struct sq *s, uint64_t ino);
+
+/* Commit the open transaction, if any, storing the chunks held in
+ * memory first. Called with s->lock held. */
 static int sq_commit(struct sq *s)
 {
-	int rc;
+	int rc, flushed;
 
 	if (!s->in_txn)
 		return 0;
+	flushed = slots_flush(s, 0);
 	sqlite3_blob_close(s->blob);
 	s->blob = NULL;
 	rc = sqlite3_step(s->stmt[S_COMMIT]);
@@ -415,7 +437,7 @@ static int sq_commit(struct sq *s)
 		return r;
 	}
 	s->in_txn = false;
-	return 0;
+	return flushed;
 }
 
 /* Start a callback: take the lock and make sure a transaction is open. */
@@ -551,6 +573,10 @@ static int drop_inode(struct sq *s, uint64_t ino)
 	sqlite3_stmt *q = q_ino(s, S_DROPCHUNKS, ino);
 	int r;
 
+	for (int i = 0; i < SQ_SLOTS; i++) {
+		if (s->slot[i].ino == ino)
+			s->slot[i].ino = 0;
+	}
 	sqlite3_bind_int64(q, 2, 0);
 	sqlite3_bind_int64(q, 3, INT64_MAX);
 	r = run(s, q);
@@ -586,8 +612,10 @@ static int open_ref(struct sq *s, uint64_t ino)
 	return 0;
 }
 
-/* Load chunk idx of ino into s->buf; returns its length (0: a hole). */
-static int64_t load_chunk(struct sq *s, uint64_t ino, int64_t idx)
+/* Load chunk idx of ino into dst (cs bytes); returns its length (0: a
+ * hole). */
+static int64_t load_chunk_into(struct sq *s, uint64_t ino, int64_t idx,
+			       char *dst)
 {
 	sqlite3_stmt *q = q_ino(s, S_CHUNKS, ino);
 	int64_t len = 0;
@@ -601,12 +629,17 @@ static int64_t load_chunk(struct sq *s, uint64_t ino, int64_t idx)
 		if (len > s->cs)
 			len = s->cs;
 		if (len)
-			memcpy(s->buf, sqlite3_column_blob(q, 1), len);
+			memcpy(dst, sqlite3_column_blob(q, 1), len);
 	}
 	sqlite3_reset(q);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return sq_err(s, rc);
 	return len;
+}
+
+static int64_t load_chunk(struct sq *s, uint64_t ino, int64_t idx)
+{
+	return load_chunk_into(s, ino, idx, s->buf);
 }
 
 /* The stored length of chunk idx of ino (0: a hole). */
@@ -635,6 +668,77 @@ static int put_chunk(struct sq *s, uint64_t ino, int64_t idx, const void *data,
 	sqlite3_bind_int64(q, 2, idx);
 	sqlite3_bind_blob64(q, 3, data, len, SQLITE_STATIC);
 	return run(s, q);
+}
+
+/* Store a slot's chunk if it changed. */
+static int slot_flush(struct sq *s, struct sq_slot *sl)
+{
+	int r;
+
+	if (!sl->ino || !sl->dirty)
+		return 0;
+	r = put_chunk(s, sl->ino, sl->idx, sl->buf, sl->len);
+	if (!r)
+		sl->dirty = false;
+	return r;
+}
+
+/* Store and forget every slot of ino (0: of every file). */
+static int slots_flush(struct sq *s, uint64_t ino)
+{
+	int r = 0;
+
+	for (int i = 0; i < SQ_SLOTS; i++) {
+		struct sq_slot *sl = &s->slot[i];
+
+		if (!sl->ino || (ino && sl->ino != ino))
+			continue;
+		if (!r)
+			r = slot_flush(s, sl);
+		if (ino)
+			sl->ino = 0;
+	}
+	return r;
+}
+
+/* The slot holding chunk idx of ino, or NULL. */
+static struct sq_slot *slot_find(struct sq *s, uint64_t ino, int64_t idx)
+{
+	for (int i = 0; i < SQ_SLOTS; i++) {
+		if (s->slot[i].ino == ino && s->slot[i].idx == idx)
+			return &s->slot[i];
+	}
+	return NULL;
+}
+
+/* Chunk idx of ino in a slot, loading it (and evicting another). */
+static int slot_get(struct sq *s, uint64_t ino, int64_t idx,
+		    struct sq_slot **out)
+{
+	struct sq_slot *sl = slot_find(s, ino, idx);
+	int64_t len;
+	int r;
+
+	if (!sl) {
+		sl = &s->slot[0];
+		for (int i = 1; i < SQ_SLOTS && sl->ino; i++) {
+			if (!s->slot[i].ino || s->slot[i].tick < sl->tick)
+				sl = &s->slot[i];
+		}
+		r = slot_flush(s, sl);
+		if (r)
+			return r;
+		sl->ino = 0;
+		len = load_chunk_into(s, ino, idx, sl->buf);
+		if (len < 0)
+			return (int)len;
+		sl->ino = ino;
+		sl->idx = idx;
+		sl->len = len;
+	}
+	sl->tick = ++s->tick;
+	*out = sl;
+	return 0;
 }
 
 /* Delete chunks first..last of a; keeps a->used right. */
@@ -994,7 +1098,9 @@ static int do_setattr(const struct vd_ctx *ctx, vd_node_t node,
 			return -EINVAL;
 		if (st->st_size < 0)
 			return -EINVAL;
-		r = cut_content(s, &a, st->st_size);
+		r = slots_flush(s, node);
+		if (!r)
+			r = cut_content(s, &a, st->st_size);
 		if (r)
 			return r;
 		a.size = st->st_size;
@@ -1361,7 +1467,9 @@ static int do_open(struct sq *s, vd_node_t node, struct vd_file *fi)
 		return r;
 	if ((fi->flags & O_TRUNC) && S_ISREG(a.mode) &&
 	    (fi->flags & O_ACCMODE) != O_RDONLY && a.size > 0) {
-		r = cut_content(s, &a, 0);
+		r = slots_flush(s, node);
+		if (!r)
+			r = cut_content(s, &a, 0);
 		if (r)
 			return r;
 		a.size = 0;
@@ -1454,7 +1562,8 @@ static int do_read(struct sq *s, vd_node_t node, char *buf, size_t size,
 		return r;
 	if (S_ISDIR(a.mode))
 		return -EISDIR;
-	return read_content(s, &a, buf, size, off);
+	r = slots_flush(s, node);
+	return r ? r : read_content(s, &a, buf, size, off);
 }
 
 static int sq_read(const struct vd_ctx *ctx, vd_node_t node,
@@ -1482,20 +1591,31 @@ static int write_content(struct sq *s, struct sq_attr *a, const char *buf,
 		int r;
 
 		if (coff == 0 && (n == s->cs || pos + n >= a->size)) {
-			old = chunk_len(s, a->ino, idx);
-			if (old < 0)
-				return (int)old;
+			struct sq_slot *sl = slot_find(s, a->ino, idx);
+
+			if (sl) {
+				old = sl->len; /* superseded: drop it */
+				sl->ino = 0;
+			} else {
+				old = chunk_len(s, a->ino, idx);
+				if (old < 0)
+					return (int)old;
+			}
 			len = n;
 			r = put_chunk(s, a->ino, idx, src, n);
 		} else {
-			old = load_chunk(s, a->ino, idx);
-			if (old < 0)
-				return (int)old;
+			struct sq_slot *sl = NULL;
+
+			r = slot_get(s, a->ino, idx, &sl);
+			if (r)
+				return r;
+			old = sl->len;
 			len = old > coff + n ? old : coff + n;
 			if (coff > old)
-				memset(s->buf + old, 0, coff - old);
-			memcpy(s->buf + coff, src, n);
-			r = put_chunk(s, a->ino, idx, s->buf, len);
+				memset(sl->buf + old, 0, coff - old);
+			memcpy(sl->buf + coff, src, n);
+			sl->len = len;
+			sl->dirty = true;
 		}
 		if (r)
 			return r;
@@ -1835,6 +1955,9 @@ static int do_fallocate(struct sq *s, vd_node_t node, int mode, off_t off,
 		return -EISDIR;
 	if (!S_ISREG(a.mode))
 		return -ENODEV;
+	r = slots_flush(s, node);
+	if (r)
+		return r;
 	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
 		r = zero_range(s, &a, off, len);
 		if (r)
@@ -1877,6 +2000,9 @@ static int64_t do_lseek(struct sq *s, vd_node_t node, off_t off, int whence)
 		return -ENXIO;
 	if (off >= a.size)
 		return -ENXIO;
+	r = slots_flush(s, node);
+	if (r)
+		return r;
 	want = off / s->cs;
 	q = q_ino(s, S_NEXTCHUNK, node);
 	sqlite3_bind_int64(q, 2, want);
@@ -2275,11 +2401,13 @@ static int sq_open(const char *arg, const struct vd_ops **ops, void **data,
 	r = open_db(s, err, errlen);
 	if (r)
 		goto fail;
-	s->buf = malloc(s->cs);
+	s->buf = malloc(s->cs * (SQ_SLOTS + 1));
 	if (!s->buf) {
 		r = -ENOMEM;
 		goto fail;
 	}
+	for (int i = 0; i < SQ_SLOTS; i++)
+		s->slot[i].buf = s->buf + s->cs * (i + 1);
 	r = -pthread_create(&s->committer, NULL, committer, s);
 	if (r)
 		goto fail;

@@ -291,6 +291,60 @@ static void test_model(void)
 	   bad);
 }
 
+/*
+ * Small writes to six files in turn (more files than the source keeps
+ * chunks in memory), with commits, truncates and reads in between.
+ */
+static void test_small_writes(void)
+{
+	enum { NF = 6, MAX = 3 * CS };
+	static unsigned char model[NF][MAX], back[MAX], buf[5000];
+	size_t size[NF] = { 0 };
+	vd_node_t f[NF];
+	unsigned seed = 11;
+	int bad = 0;
+	char name[16];
+
+	for (int i = 0; i < NF; i++) {
+		snprintf(name, sizeof(name), "small%d", i);
+		f[i] = mkfile(VD_ROOT, name, 0644);
+	}
+	for (int i = 0; i < 3000 && !bad; i++) {
+		int k = i % NF;
+		seed = seed * 1103515245 + 12345;
+		size_t len = (seed >> 8) % sizeof(buf) + 1;
+		size_t off = (seed >> 4) % 4 ? size[k] : (seed >> 12) % MAX;
+
+		if (off + len > MAX)
+			off = MAX - len;
+		pattern(buf, len, seed);
+		if (wr(f[k], buf, len, off) != (int)len)
+			bad = 1;
+		if (off > size[k])
+			memset(model[k] + size[k], 0, off - size[k]);
+		memcpy(model[k] + off, buf, len);
+		if (off + len > size[k])
+			size[k] = off + len;
+		if (i % 97 == 0)
+			ops->fsync(&ctx, f[k], 0, NULL);
+		if (i % 251 == 0) {
+			size[k] /= 2;
+			if (truncate_(f[k], size[k]))
+				bad = 2;
+		}
+		if (i % 13 == 0 && (rd(f[k], back, MAX, 0) != (int)size[k] ||
+				    memcmp(back, model[k], size[k])))
+			bad = 3;
+	}
+	for (int k = 0; k < NF && !bad; k++) {
+		if (attr(f[k]).st_size != (off_t)size[k] ||
+		    rd(f[k], back, MAX, 0) != (int)size[k] ||
+		    memcmp(back, model[k], size[k]))
+			bad = 4;
+	}
+	ok(!bad, "3000 small writes over 6 files match the model (%d)", bad);
+}
+
 static void test_sparse(void)
 {
 	static unsigned char buf[CS], back[CS];
@@ -713,6 +767,7 @@ int main(void)
 	   "a second drive on the same database: EBUSY (%s)", err);
 	test_round_trip();
 	test_model();
+	test_small_writes();
 	test_sparse();
 	test_truncate();
 	test_rename();
