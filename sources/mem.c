@@ -2064,16 +2064,17 @@ static const struct vd_ops mem_ops = {
 };
 
 /*
- * Parse "size=BYTES" (suffixes k, m, g, t: powers of 1024) into *limit.
- * The default is half the machine's memory, as tmpfs.
+ * Parse "size=BYTES" (suffixes k, m, g, t: powers of 1024; or N% of the
+ * machine's memory) into *limit. The default is half the memory, as tmpfs.
  */
 static int parse_arg(const char *arg, uint64_t *limit, char *err, size_t errlen)
 {
+	uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) *
+		       (uint64_t)sysconf(_SC_PAGESIZE);
 	unsigned long long v;
 	char *end;
 
-	*limit = (uint64_t)sysconf(_SC_PHYS_PAGES) *
-		 (uint64_t)sysconf(_SC_PAGESIZE) / 2;
+	*limit = ram / 2;
 	if (!*arg)
 		return 0;
 	if (strncmp(arg, "size=", 5) || arg[5] < '0' || arg[5] > '9')
@@ -2087,6 +2088,9 @@ static int parse_arg(const char *arg, uint64_t *limit, char *err, size_t errlen)
 			    (1 + (int)(strchr("kmgt", tolower(*end)) - "kmgt"));
 		v = v > ULLONG_MAX >> shift ? 0 : v << shift;
 		end++;
+	} else if (*end == '%') {
+		v = v > 100 ? 0 : ram / 100 * v;
+		end++;
 	}
 	if (*end || v == 0)
 		goto bad;
@@ -2095,12 +2099,12 @@ static int parse_arg(const char *arg, uint64_t *limit, char *err, size_t errlen)
 bad:
 	snprintf(err, errlen,
 		 "mem: bad argument '%s' (expected nothing or size=BYTES, "
-		 "e.g. mem:size=512m)",
+		 "e.g. mem:size=512m or mem:size=25%%)",
 		 arg);
 	return -EINVAL;
 }
 
-/* Make an empty drive from "" or "size=BYTES". */
+/* Make an empty drive from "" or "size=...". */
 static int mem_open_source(const char *arg, const struct vd_ops **ops,
 			   void **data, char *err, size_t errlen)
 {

@@ -154,6 +154,11 @@ static void test_args(void)
 	IS(vd_source_mem.open("size=4m", &o, &data, err, sizeof(err)), 0,
 	   "mem:size=4m is accepted");
 	o->destroy(data);
+	IS(vd_source_mem.open("size=10%", &o, &data, err, sizeof(err)), 0,
+	   "mem:size=10% is accepted");
+	o->destroy(data);
+	IS(vd_source_mem.open("size=101%", &o, &data, err, sizeof(err)),
+	   -EINVAL, "mem:size=101% is refused");
 	ok(!strcmp(vd_source_find("mem:")->kind, "mem"),
 	   "the registry finds mem:");
 }
