@@ -15,10 +15,13 @@
  *    parent's cached descriptor plus the name (openat, fstatat, mkdirat,
  *    unlinkat, renameat2, ...); opening a file goes straight from the
  *    handle to a real descriptor (one syscall, no parent needed).
- *  - A lookup costs two syscalls (name_to_handle_at, then fstatat on the
- *    same parent and name) and a negative lookup one. The two are not
- *    atomic against someone renaming in the backing folder behind our
- *    back; a later lookup of the inode replaces a handle that differs.
+ *  - A lookup costs one statx (a negative lookup fails there). A known
+ *    inode whose birth time still matches needs nothing more: the node's
+ *    handle is still right. Otherwise name_to_handle_at on the same
+ *    parent and name takes the handle (file systems without birth times
+ *    always pay it). The two calls are not atomic against someone
+ *    renaming in the backing folder behind our back; a later lookup of
+ *    the inode replaces a handle that differs.
  *  - Listing hands back node 0 with the type and inode number from
  *    getdents64, so a plain listing costs one getdents64 per buffer and
  *    creates no nodes; offsets are the backing file system's d_off, which
@@ -47,6 +50,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -74,6 +78,7 @@ struct dnode {
 	int mnt;   /* index in dir_src.mounts */
 	bool dead; /* forgotten while pinned: freed by the last unpin */
 	bool link; /* a symbolic link */
+	struct statx_timestamp btime; /* birth time; tv_sec -1: unknown */
 	struct file_handle *fh;
 };
 
@@ -345,7 +350,8 @@ static void grow(struct dir_src *s)
  * was reused) takes the new one.
  */
 static int node_get(struct dir_src *s, const struct file_handle *h, int mnt,
-		    const struct stat *st, struct dnode **out)
+		    const struct stat *st, const struct statx_timestamp *bt,
+		    struct dnode **out)
 {
 	size_t hsz = sizeof(*h) + h->handle_bytes;
 	struct file_handle *copy = malloc(hsz);
@@ -368,6 +374,7 @@ static int node_get(struct dir_src *s, const struct file_handle *h, int mnt,
 	}
 	if (n) {
 		if (same_fh(n->fh, h)) {
+			n->btime = *bt;
 			pthread_mutex_unlock(&s->lock);
 			free(copy);
 			*out = n;
@@ -377,6 +384,7 @@ static int node_get(struct dir_src *s, const struct file_handle *h, int mnt,
 		n->fh = copy;
 		n->mnt = mnt;
 		n->link = S_ISLNK(st->st_mode);
+		n->btime = *bt;
 		if (n->fd >= 0 && n->pins == 0) {
 			lru_unlink(n);
 			stale = n->fd;
@@ -401,6 +409,7 @@ static int node_get(struct dir_src *s, const struct file_handle *h, int mnt,
 	fresh->fd = -1;
 	fresh->mnt = mnt;
 	fresh->link = S_ISLNK(st->st_mode);
+	fresh->btime = *bt;
 	fresh->fh = copy;
 
 	pthread_mutex_lock(&s->lock);
@@ -428,28 +437,88 @@ static int node_get(struct dir_src *s, const struct file_handle *h, int mnt,
  * The node for dfd/name (name NULL: for the file dfd itself), with its
  * attributes in st.
  */
+/*
+ * statx of dfd/name (name "": dfd itself) into st, with the birth time
+ * in bt (tv_sec -1 when the file system keeps none).
+ */
+static int stat_bt(int dfd, const char *name, struct stat *st,
+		   struct statx_timestamp *bt)
+{
+	struct statx x;
+	int flags = AT_SYMLINK_NOFOLLOW | (*name ? 0 : AT_EMPTY_PATH);
+
+	if (statx(dfd, name, flags, STATX_BASIC_STATS | STATX_BTIME, &x) < 0)
+		return -errno;
+	memset(st, 0, sizeof(*st));
+	st->st_dev = makedev(x.stx_dev_major, x.stx_dev_minor);
+	st->st_ino = x.stx_ino;
+	st->st_mode = x.stx_mode;
+	st->st_nlink = x.stx_nlink;
+	st->st_uid = x.stx_uid;
+	st->st_gid = x.stx_gid;
+	st->st_rdev = makedev(x.stx_rdev_major, x.stx_rdev_minor);
+	st->st_size = (off_t)x.stx_size;
+	st->st_blksize = x.stx_blksize;
+	st->st_blocks = (blkcnt_t)x.stx_blocks;
+	st->st_atim.tv_sec = x.stx_atime.tv_sec;
+	st->st_atim.tv_nsec = x.stx_atime.tv_nsec;
+	st->st_mtim.tv_sec = x.stx_mtime.tv_sec;
+	st->st_mtim.tv_nsec = x.stx_mtime.tv_nsec;
+	st->st_ctim.tv_sec = x.stx_ctime.tv_sec;
+	st->st_ctim.tv_nsec = x.stx_ctime.tv_nsec;
+	*bt = x.stx_btime;
+	if (!(x.stx_mask & STATX_BTIME))
+		bt->tv_sec = -1;
+	return 0;
+}
+
+/* The known node for st's inode if its birth time says it is the same
+ * inode (not a reuse of the number), else NULL. */
+static struct dnode *node_known(struct dir_src *s, const struct stat *st,
+				const struct statx_timestamp *bt)
+{
+	struct dnode *n;
+
+	if (bt->tv_sec == -1)
+		return NULL;
+	if (st->st_dev == s->root.dev && st->st_ino == s->root.ino)
+		return &s->root;
+	pthread_mutex_lock(&s->lock);
+	n = s->buckets[hash_key(st->st_dev, st->st_ino, s->nbuckets)];
+	while (n && !(n->dev == st->st_dev && n->ino == st->st_ino))
+		n = n->hnext;
+	if (n && (n->btime.tv_sec != bt->tv_sec ||
+		  n->btime.tv_nsec != bt->tv_nsec))
+		n = NULL;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+/*
+ * The node for dfd/name (name NULL: for the file dfd itself), with its
+ * attributes in st.
+ */
 static int node_at(struct dir_src *s, int dfd, const char *name,
 		   struct dnode **out, struct stat *st)
 {
+	struct statx_timestamp bt;
 	union dir_fh h;
-	int mnt_id, mnt;
+	int mnt_id, mnt, r;
 
+	r = stat_bt(dfd, name ? name : "", st, &bt);
+	if (r)
+		return r;
+	*out = node_known(s, st, &bt);
+	if (*out)
+		return 0;
 	h.h.handle_bytes = MAX_HANDLE_SZ;
-	if (name) {
-		if (name_to_handle_at(dfd, name, &h.h, &mnt_id, 0) < 0)
-			return -errno;
-		if (fstatat(dfd, name, st, AT_SYMLINK_NOFOLLOW) < 0)
-			return -errno;
-	} else {
-		if (name_to_handle_at(dfd, "", &h.h, &mnt_id, AT_EMPTY_PATH) < 0)
-			return -errno;
-		if (fstat(dfd, st) < 0)
-			return -errno;
-	}
+	if (name_to_handle_at(dfd, name ? name : "", &h.h, &mnt_id,
+			      name ? 0 : AT_EMPTY_PATH) < 0)
+		return -errno;
 	mnt = mount_index(s, mnt_id, dfd, name);
 	if (mnt < 0)
 		return mnt;
-	return node_get(s, &h.h, mnt, st, out);
+	return node_get(s, &h.h, mnt, st, &bt, out);
 }
 
 /* A creating call, run by with_caller() under the caller's identity. */
