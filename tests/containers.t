@@ -118,6 +118,33 @@ ok $? "vdrive list shows the container" || diag "$("$VDRIVE" list)"
 "$VDRIVE" list --json | grep -q "\"container\": \"pid:$A\""
 ok $? "vdrive list --json names the container"
 
+# Kernel-made requests (writeback, readahead) carry no real caller: they
+# must not be refused to an allowed writer and reader.
+out=$("$VDRIVE" mount mem: /mnt/wb --container "$A" --name cw -o writeback_cache 2>&1)
+ok $? "a writeback-cache drive in the container" || diag "$out"
+PW=$(drive_pid cw)
+[ -n "$PW" ] && VD_PIDS+=("$PW")
+sum=$(nsenter -t "$A" -m sh -c 'head -c 20000000 /dev/urandom | tee /mnt/wb/r | md5sum;
+	sync; echo 1 > /proc/sys/vm/drop_caches; md5sum < /mnt/wb/r' 2>&1)
+[ "$(sed -n 1p <<<"$sum")" = "$(sed -n 2p <<<"$sum")" ] && [ "$(wc -l <<<"$sum")" = 2 ]
+ok $? "written back and read back intact through the gate" || diag "$sum"
+# A descriptor opened inside by an allowed process keeps working after the
+# process leaves the namespace (documented: the gate checks paths).
+r=$(python3 - "$A" <<'PYEOF'
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+home = os.open("/proc/self/ns/mnt", os.O_RDONLY)
+there = os.open("/proc/%s/ns/mnt" % sys.argv[1], os.O_RDONLY)
+libc.setns(there, 0x00020000)
+fd = os.open("/mnt/data/f", os.O_RDONLY)
+libc.setns(home, 0x00020000)
+print(os.read(fd, 100).decode().strip())
+PYEOF
+)
+[ "$r" = secret ]
+ok $? "a descriptor opened inside still reads after leaving (not gated)" || diag "$r"
+"$VDRIVE" unmount cw >/dev/null 2>&1
+
 # ---- --allow ----
 out=$("$VDRIVE" mount mem: /mnt/shared --container "/proc/$A/ns/mnt" --allow host \
 	--allow "$B" --name cs 2>&1)
