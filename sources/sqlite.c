@@ -1658,6 +1658,78 @@ static int sq_write(const struct vd_ctx *ctx, vd_node_t node,
 	return SQ_CALL(ctx->data, do_write(ctx->data, node, buf, size, off));
 }
 
+#define SQ_COPY_MAX (16 << 20) /* bytes per copy_file_range call */
+
+/*
+ * copy_file_range: copy inside the drive, so the data never crosses into
+ * the kernel and back. At most SQ_COPY_MAX bytes per call (callers loop).
+ */
+static int64_t do_copy(struct sq *s, vd_node_t in, off_t off_in,
+		       vd_node_t out, off_t off_out, size_t len, int flags)
+{
+	struct sq_attr ain, aout, *src = &ain, *dst = in == out ? &ain : &aout;
+	int64_t done = 0, n;
+	char *buf;
+	int r;
+
+	if (flags)
+		return -EINVAL;
+	if (off_in < 0 || off_out < 0)
+		return -EINVAL;
+	r = get_attr(s, in, src);
+	if (!r && dst != src)
+		r = get_attr(s, out, dst);
+	if (r)
+		return r;
+	if (!S_ISREG(src->mode) || !S_ISREG(dst->mode))
+		return -EINVAL;
+	if (off_in >= src->size)
+		return 0;
+	if (len > (size_t)(src->size - off_in))
+		len = src->size - off_in;
+	if (len > SQ_COPY_MAX)
+		len = SQ_COPY_MAX;
+	if ((int64_t)len > INT64_MAX - off_out)
+		return -EFBIG;
+	if (in == out && off_in < off_out + (off_t)len &&
+	    off_out < off_in + (off_t)len)
+		return -EINVAL; /* overlapping ranges of one file */
+	buf = malloc(s->cs);
+	if (!buf)
+		return -ENOMEM;
+	while (done < (int64_t)len) {
+		n = (int64_t)len - done < s->cs ? (int64_t)len - done : s->cs;
+		/* Within one file, the last piece written may be in a slot. */
+		r = slots_flush(s, in);
+		if (!r)
+			r = read_content(s, src, buf, n, off_in + done);
+		if (r > 0)
+			r = write_content(s, dst, buf, r, off_out + done);
+		if (r)
+			break;
+		done += n;
+	}
+	free(buf);
+	if (r && !done)
+		return r;
+	dst->mtime = dst->ctime = now_ns();
+	r = put_attr(s, dst);
+	if (r)
+		return r;
+	s->txn_bytes += done;
+	return done;
+}
+
+static int64_t sq_copy_file_range(const struct vd_ctx *ctx, vd_node_t in,
+				  struct vd_file *fi_in, off_t off_in,
+				  vd_node_t out, struct vd_file *fi_out,
+				  off_t off_out, size_t len, int flags)
+{
+	(void)fi_in, (void)fi_out;
+	return SQ_CALL(ctx->data, do_copy(ctx->data, in, off_in, out, off_out,
+					  len, flags));
+}
+
 /* Last close: delete the node if the kernel forgot it while open. */
 static int do_release(struct sq *s, vd_node_t node)
 {
@@ -2108,6 +2180,7 @@ static const struct vd_ops sq_ops = {
 	.create = sq_create,
 	.fallocate = sq_fallocate,
 	.lseek = sq_lseek,
+	.copy_file_range = sq_copy_file_range,
 	.tmpfile = sq_tmpfile,
 };
 

@@ -663,6 +663,34 @@ static void test_fallocate(void)
 	   "ZERO_RANGE past the end grows the file");
 }
 
+static void test_copy(void)
+{
+	static unsigned char buf[3 * CS], back[3 * CS];
+	struct vd_file fi = { .flags = O_RDWR };
+	vd_node_t a = mkfile(VD_ROOT, "cpa", 0644), b = mkfile(VD_ROOT, "cpb", 0644);
+
+	pattern(buf, sizeof(buf), 8);
+	wr(a, buf, sizeof(buf), 0);
+	ok(ops->copy_file_range(&ctx, a, &fi, 1000, b, &fi, 77, 2 * CS, 0) ==
+		   2 * CS,
+	   "copy_file_range between files");
+	ok(attr(b).st_size == 77 + 2 * CS &&
+		   rd(b, back, 2 * CS, 77) == 2 * CS &&
+		   !memcmp(back, buf + 1000, 2 * CS),
+	   "the copy reads back");
+	ok(ops->copy_file_range(&ctx, a, &fi, 3 * CS - 10, b, &fi, 0, 100, 0) ==
+		   10,
+	   "copy_file_range stops at the end of the source");
+	wr(a, "small", 5, 0);
+	ok(ops->copy_file_range(&ctx, a, &fi, 0, a, &fi, 2 * CS + 5, 2 * CS - 5,
+				0) == 2 * CS - 5 &&
+		   rd(a, back, 10, 2 * CS + 5) == 10 &&
+		   !memcmp(back, "small", 5) && !memcmp(back + 5, buf + 5, 5),
+	   "copy_file_range within one file");
+	ok(ops->copy_file_range(&ctx, a, &fi, 0, a, &fi, 10, 100, 0) == -EINVAL,
+	   "overlapping ranges of one file: EINVAL");
+}
+
 static void test_setattr(void)
 {
 	vd_node_t f = mkfile(VD_ROOT, "sa", 0644);
@@ -778,6 +806,7 @@ int main(void)
 	test_readdir();
 	test_fallocate();
 	test_setattr();
+	test_copy();
 
 	ok(ops->fsync(&ctx, VD_ROOT, 0, NULL) == 0 &&
 		   sql_int("SELECT count(*) FROM dentries WHERE name='sparse'") ==
