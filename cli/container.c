@@ -78,13 +78,15 @@ static const char *pid_vm_runtime(pid_t pid, char *buf, size_t n)
 /* Connect to the Docker Engine's unix socket named by host. */
 static int docker_connect(const char *host, char *msg, size_t n)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	const char *path;
 	int s;
 
 	if (strncmp(host, "unix://", 7) != 0) {
-		snprintf(msg, n, "Docker host %s: only unix:// sockets are "
-			 "supported", host);
+		snprintf(msg, n,
+			 "Docker host %s: only unix:// sockets are "
+			 "supported",
+			 host);
 		return -EINVAL;
 	}
 	path = host + 7;
@@ -260,9 +262,11 @@ static int resolve_docker(const char *name, const char *host,
 		return r;
 	if (json_field(body, "Runtime", v, sizeof(v)) == 0 &&
 	    (rt = vm_runtime_name(v))) {
-		snprintf(msg, n, "container '%s' runs under %s, which does not "
+		snprintf(msg, n,
+			 "container '%s' runs under %s, which does not "
 			 "share the host kernel: a drive mounted from the host "
-			 "would be invisible inside it", name, rt);
+			 "would be invisible inside it",
+			 name, rt);
 		free(body);
 		return -EOPNOTSUPP;
 	}
@@ -318,8 +322,10 @@ int cli_container_resolve(const char *ref, const char *dhost,
 		errno = 0;
 		v = strtol(ref, &end, 10);
 		if (errno || *end || v <= 0 || v > INT_MAX) {
-			snprintf(msg, n, "bad container '%s': give a PID, "
-				 "docker:NAME or /proc/PID/ns/mnt", ref);
+			snprintf(msg, n,
+				 "bad container '%s': give a PID, "
+				 "docker:NAME or /proc/PID/ns/mnt",
+				 ref);
 			return -EINVAL;
 		}
 		c->pid = (pid_t)v;
@@ -328,7 +334,8 @@ int cli_container_resolve(const char *ref, const char *dhost,
 	if (c->pid > 0) {
 		rt = pid_vm_runtime(c->pid, arg0, sizeof(arg0));
 		if (rt) {
-			snprintf(msg, n, "process %d belongs to %s, which does "
+			snprintf(msg, n,
+				 "process %d belongs to %s, which does "
 				 "not share the host kernel: a drive mounted "
 				 "from the host would be invisible inside it",
 				 (int)c->pid, rt);
@@ -377,9 +384,9 @@ int cli_allow_resolve(const char *ref, const char *dhost, uint64_t *ino,
 }
 
 int cli_container_mount(struct vd_drive *d, const char *ref,
-			const char *const *allow, int nallow,
-			const char *dhost, const char *path,
-			struct cli_container *c, char *msg, size_t n)
+			const char *const *allow, int nallow, const char *dhost,
+			const char *path, struct cli_container *c, char *msg,
+			size_t n)
 {
 	uint64_t ino;
 	int r;
@@ -407,8 +414,10 @@ int cli_container_mount(struct vd_drive *d, const char *ref,
 	if (c->pid > 0) {
 		r = vd_drive_watch_pid(d, c->pid);
 		if (r)
-			snprintf(msg, n, "container %s: cannot watch process "
-				 "%d: %s", c->label, (int)c->pid, strerror(-r));
+			snprintf(msg, n,
+				 "container %s: cannot watch process "
+				 "%d: %s",
+				 c->label, (int)c->pid, strerror(-r));
 	}
 out:
 	close(c->ns_fd);
@@ -439,7 +448,7 @@ struct ct_match {
 static int stop_matching(const struct vd_rec *r, void *arg)
 {
 	struct ct_match *m = arg;
-	struct timespec ts = { 0, 20 * 1000 * 1000 };
+	struct timespec ts = {0, 20 * 1000 * 1000};
 
 	if (!r->container[0] || (strcmp(r->container, m->label) != 0 &&
 				 strcmp(r->container, m->alt) != 0))
@@ -460,7 +469,7 @@ static int stop_matching(const struct vd_rec *r, void *arg)
 
 int cli_container_unmount(const char *ref, const char *dhost)
 {
-	struct ct_match m = { .count = 0 };
+	struct ct_match m = {.count = 0};
 	struct cli_container c;
 	char msg[512];
 	char *end;

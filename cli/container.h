@@ -10,8 +10,8 @@
 /* A container as the CLI sees it: its mount namespace and init pid. */
 struct cli_container {
 	char label[256]; /* for `vdrive list`: docker:NAME, pid:N or a path */
-	pid_t pid;       /* its init on the host; 0 when only a ns file */
-	int ns_fd;       /* open mount namespace file, or -1 */
+	pid_t pid;	 /* its init on the host; 0 when only a ns file */
+	int ns_fd;	 /* open mount namespace file, or -1 */
 	uint64_t ns_ino; /* that namespace's inode number */
 };
 
@@ -36,9 +36,9 @@ struct vd_drive;
  * to end when the container does. Fills c (its ns_fd is closed after).
  */
 int cli_container_mount(struct vd_drive *d, const char *ref,
-			const char *const *allow, int nallow,
-			const char *dhost, const char *path,
-			struct cli_container *c, char *msg, size_t n);
+			const char *const *allow, int nallow, const char *dhost,
+			const char *path, struct cli_container *c, char *msg,
+			size_t n);
 
 /* 0 when the drive at path in container c answers (even with EACCES). */
 int cli_container_answers(const struct cli_container *c, const char *path);

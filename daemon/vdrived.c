@@ -42,8 +42,9 @@
 #endif
 
 #define MAX_CLIENTS 256
-#define MAX_PER_NS 16 /* drives one namespace may hold */
-#define MAX_CONN_PER_NS 32 /* connections: one namespace cannot starve others */
+#define MAX_PER_NS 16	   /* drives one namespace may hold */
+#define MAX_CONN_PER_NS 32 /* connections: one namespace cannot starve others  \
+			    */
 #define LINE_MAX_ 4096
 #define CHILD_TIMEOUT_MS 5000
 
@@ -123,7 +124,7 @@ static bool pidfd_alive(int pidfd)
 static int wait_child(pid_t pid)
 {
 	int pfd = (int)syscall(SYS_pidfd_open, pid, 0), status;
-	struct pollfd p = { .fd = pfd, .events = POLLIN };
+	struct pollfd p = {.fd = pfd, .events = POLLIN};
 
 	if (pfd >= 0) {
 		if (poll(&p, 1, CHILD_TIMEOUT_MS) == 0) {
@@ -278,12 +279,12 @@ static void reply(struct client *c, const char *fmt, ...)
 /* Send "ok\n" with fd attached. */
 static int send_fd(struct client *c, int fd)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { .iov_base = "ok\n", .iov_len = 3 };
-	struct msghdr mh = { .msg_iov = &iov,
-			     .msg_iovlen = 1,
-			     .msg_control = cbuf,
-			     .msg_controllen = sizeof(cbuf) };
+	char cbuf[CMSG_SPACE(sizeof(int))] = {0};
+	struct iovec iov = {.iov_base = "ok\n", .iov_len = 3};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf)};
 	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
 
 	cm->cmsg_level = SOL_SOCKET;
@@ -463,7 +464,8 @@ static void handle_line(struct client *c, char *line)
 		do_mount(c, line + 6);
 	} else if (!strcmp(line, "unmount")) {
 		if (!c->mounted) {
-			reply(c, "err %d no drive on this connection\n", ENOENT);
+			reply(c, "err %d no drive on this connection\n",
+			      ENOENT);
 			return;
 		}
 		drop_drive(c);
@@ -624,7 +626,7 @@ static void recover(void)
 
 static int listen_on(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -667,15 +669,15 @@ static const char usage[] =
 int main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
-		{ "socket", required_argument, NULL, 's' },
-		{ "state", required_argument, NULL, 'S' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"socket", required_argument, NULL, 's'},
+		{"state", required_argument, NULL, 'S'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	const char *sock = "/run/vdrive/vdrived.sock";
 	struct pollfd pfd[1 + 2 * MAX_CLIENTS];
 	int who[1 + 2 * MAX_CLIENTS];
-	struct sigaction sa = { .sa_handler = on_signal };
+	struct sigaction sa = {.sa_handler = on_signal};
 	char sockdir[PATH_MAX], *slash;
 	int lfd, c;
 
@@ -718,17 +720,18 @@ int main(int argc, char **argv)
 	while (!stopping) {
 		int n = 0;
 
-		pfd[n] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+		pfd[n] = (struct pollfd){.fd = lfd, .events = POLLIN};
 		who[n++] = -1;
 		for (int i = 0; i < MAX_CLIENTS; i++) {
 			if (clients[i]) {
-				pfd[n] = (struct pollfd){ .fd = clients[i]->fd,
-							  .events = POLLIN };
+				pfd[n] = (struct pollfd){.fd = clients[i]->fd,
+							 .events = POLLIN};
 				who[n++] = i;
 			}
 			if (orphans[i]) {
-				pfd[n] = (struct pollfd){ .fd = orphans[i]->pidfd,
-							  .events = POLLIN };
+				pfd[n] =
+					(struct pollfd){.fd = orphans[i]->pidfd,
+							.events = POLLIN};
 				who[n++] = MAX_CLIENTS + i;
 			}
 		}
@@ -743,7 +746,8 @@ int main(int argc, char **argv)
 				if (!client_input(clients[who[k]]))
 					drop_client(who[k]);
 			} else {
-				struct orphan *o = orphans[who[k] - MAX_CLIENTS];
+				struct orphan *o =
+					orphans[who[k] - MAX_CLIENTS];
 
 				unmount_in(o->ns_fd, o->path);
 				record_remove(o->id);

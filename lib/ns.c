@@ -86,7 +86,8 @@ static void unescape(char *s)
 	char *o = s;
 
 	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] && s[3]) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] &&
+		    s[3]) {
 			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
 				      (s[3] - '0'));
 			s += 3;
@@ -109,8 +110,8 @@ static dev_t own_mount_dev(const char *path)
 		return 0;
 	while (fgets(line, sizeof(line), f)) {
 		sep = strstr(line, " - fuse");
-		if (!sep || sscanf(line, "%*u %*u %u:%u %*s %4095s", &ma, &mi,
-				   mp) != 3)
+		if (!sep ||
+		    sscanf(line, "%*u %*u %u:%u %*s %4095s", &ma, &mi, mp) != 3)
 			continue;
 		unescape(mp);
 		if (!strcmp(mp, path))
@@ -314,7 +315,8 @@ int vd_drive_mount_ns(struct vd_drive *d, const char *path, int mntns_fd)
 	}
 	r = ns_mount(ns_fd, path, fuse_fd, d);
 	if (r) {
-		vd_set_error(d, "cannot mount at %s in the target namespace: %s",
+		vd_set_error(d,
+			     "cannot mount at %s in the target namespace: %s",
 			     path, strerror(-r));
 		goto out_err;
 	}
@@ -360,7 +362,8 @@ void vd_ns_unmount(struct vd_drive *d)
 		/* The daemon unmounts, then answers; closing is enough if it
 		 * is gone (it unmounts when the connection ends). */
 		if (send(d->daemon_fd, "unmount\n", 8, MSG_NOSIGNAL) == 8) {
-			struct pollfd p = { .fd = d->daemon_fd, .events = POLLIN };
+			struct pollfd p = {.fd = d->daemon_fd,
+					   .events = POLLIN};
 
 			if (poll(&p, 1, 5000) > 0 &&
 			    read(d->daemon_fd, buf, sizeof(buf)) < 0)
@@ -375,8 +378,8 @@ static void *watch_thread(void *arg)
 {
 	struct vd_drive *d = arg;
 	struct pollfd p[2] = {
-		{ .fd = d->watch_pidfd, .events = POLLIN },
-		{ .fd = d->watch_pipe[0], .events = POLLIN },
+		{.fd = d->watch_pidfd, .events = POLLIN},
+		{.fd = d->watch_pipe[0], .events = POLLIN},
 	};
 
 	while (poll(p, 2, -1) < 0 && errno == EINTR)
@@ -442,11 +445,11 @@ void vd_ns_free(struct vd_drive *d)
 static int recv_reply(int sock, char *buf, size_t size, int *fd)
 {
 	char cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = { .iov_base = buf, .iov_len = size - 1 };
-	struct msghdr mh = { .msg_iov = &iov,
-			     .msg_iovlen = 1,
-			     .msg_control = cbuf,
-			     .msg_controllen = sizeof(cbuf) };
+	struct iovec iov = {.iov_base = buf, .iov_len = size - 1};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf)};
 	struct cmsghdr *c;
 	ssize_t n;
 
@@ -480,7 +483,7 @@ bool vd_ns_daemon_available(void)
  */
 int vd_ns_mount_via_daemon(struct vd_drive *d, const char *mountpoint)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char path[PATH_MAX], req[PATH_MAX + 256], reply[512], fdpath[32];
 	const char *sock = daemon_socket();
 	int s, fd = -1, r, err;
@@ -506,8 +509,8 @@ int vd_ns_mount_via_daemon(struct vd_drive *d, const char *mountpoint)
 			     strerror(errno));
 		goto out;
 	}
-	snprintf(req, sizeof(req), "mount %s%s%s %s\n",
-		 d->ro ? "ro," : "", d->allow_other ? "allow_other," : "",
+	snprintf(req, sizeof(req), "mount %s%s%s %s\n", d->ro ? "ro," : "",
+		 d->allow_other ? "allow_other," : "",
 		 d->default_permissions ? "default_permissions" : "-", path);
 	if (write(s, req, strlen(req)) != (ssize_t)strlen(req)) {
 		r = -EIO;
