@@ -73,8 +73,8 @@ static int acl_apply(void *acl, int n, mode_t mode, int create)
 	if (mask)
 		group = mask;
 
-	struct acl_entry *cls[3] = { owner, group, other };
-	int shift[3] = { 6, 3, 0 };
+	struct acl_entry *cls[3] = {owner, group, other};
+	int shift[3] = {6, 3, 0};
 	int bits = 0;
 
 	for (i = 0; i < 3; i++) {

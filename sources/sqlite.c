@@ -31,14 +31,15 @@
 
 #define SQ_FORMAT "vdrive-sqlite"
 #define SQ_VERSION 1
-#define SQ_CHUNK 131072		/* bytes per chunk of a new database */
-#define SQ_COMMIT_MS 1000	/* commit a transaction at least this often */
-#define SQ_IDLE_MS 100		/* or once the drive has been idle this long */
+#define SQ_CHUNK 131072	  /* bytes per chunk of a new database */
+#define SQ_COMMIT_MS 1000 /* commit a transaction at least this often */
+#define SQ_IDLE_MS 100	  /* or once the drive has been idle this long */
 #define SQ_COMMIT_BYTES (64u << 20) /* or once this much was written */
-#define SQ_CKPT_FRAMES 256	/* WAL frames (64 KiB pages) that start a
-				 * checkpoint in the background */
-#define SQ_CKPT_INLINE 4096	/* and that many, one in the foreground */
-#define SQ_SLOTS 4		/* chunks kept in memory for small writes */
+/* WAL frames (64 KiB pages) that start a checkpoint in the background,
+ * and that many, one in the foreground. */
+#define SQ_CKPT_FRAMES 256
+#define SQ_CKPT_INLINE 4096
+#define SQ_SLOTS 4 /* chunks kept in memory for small writes */
 #define SQ_NAME_MAX 255
 #define SQ_XATTR_MAX 65536
 #define SQ_OPEN_BUCKETS 256
@@ -77,8 +78,8 @@ enum {
 	S_COUNT
 };
 
-#define ATTR_COLS                                                          \
-	"i.ino,i.mode,i.uid,i.gid,i.nlink,i.size,i.used,i.atime,i.mtime," \
+#define ATTR_COLS                                                              \
+	"i.ino,i.mode,i.uid,i.gid,i.nlink,i.size,i.used,i.atime,i.mtime,"      \
 	"i.ctime,i.rdev,i.parent"
 #define ATTR_NCOLS 12
 
@@ -196,10 +197,10 @@ struct sq_attr {
 struct sq_slot {
 	uint64_t ino; /* 0: unused */
 	int64_t idx;
-	int64_t len;	/* bytes of the chunk; 'used' already counts them */
-	bool dirty;	/* differs from the row */
+	int64_t len;   /* bytes of the chunk; 'used' already counts them */
+	bool dirty;    /* differs from the row */
 	uint64_t tick; /* last use, for eviction */
-	char *buf;	/* cs bytes */
+	char *buf;     /* cs bytes */
 };
 
 /* A node that is open: it outlives its last name until released. */
@@ -216,7 +217,7 @@ struct sq {
 	sqlite3_stmt *stmt[S_COUNT];
 	sqlite3_blob *blob; /* kept open on chunks.data between reads */
 	char *path;
-	char *dir; /* the folder holding the database, for statfs */
+	char *dir;   /* the folder holding the database, for statfs */
 	int lock_fd; /* flock()ed: one drive per database */
 	int64_t cs;  /* chunk size */
 	char *buf;   /* one chunk, for read-modify-write */
@@ -259,7 +260,7 @@ static int64_t ts_ns(const struct timespec *ts)
 
 static struct timespec ns_ts(int64_t ns)
 {
-	struct timespec ts = { ns / NS, ns % NS };
+	struct timespec ts = {ns / NS, ns % NS};
 
 	if (ts.tv_nsec < 0) {
 		ts.tv_sec--;
@@ -473,12 +474,12 @@ static int64_t sq_leave(struct sq *s, int64_t r)
 }
 
 /* Run one callback body between sq_enter and sq_leave. */
-#define SQ_CALL(s, expr)                               \
-	({                                             \
-		int64_t r_ = sq_enter(s);              \
-		if (r_ == 0)                           \
-			r_ = sq_leave((s), (expr));    \
-		r_;                                    \
+#define SQ_CALL(s, expr)                                                       \
+	({                                                                     \
+		int64_t r_ = sq_enter(s);                                      \
+		if (r_ == 0)                                                   \
+			r_ = sq_leave((s), (expr));                            \
+		r_;                                                            \
 	})
 
 /*
@@ -793,8 +794,7 @@ static int cut_content(struct sq *s, struct sq_attr *a, int64_t size)
 }
 
 /* Make [off, off+len) of a read as zeros, dropping whole chunks. */
-static int zero_range(struct sq *s, struct sq_attr *a, int64_t off,
-		      int64_t len)
+static int zero_range(struct sq *s, struct sq_attr *a, int64_t off, int64_t len)
 {
 	int64_t end = off + len, first, last, idx;
 	int r = 0;
@@ -836,7 +836,8 @@ static int alloc_range(struct sq *s, struct sq_attr *a, int64_t off,
 	int64_t end = off + len;
 
 	for (int64_t idx = off / s->cs; idx <= (end - 1) / s->cs; idx++) {
-		int64_t n = end - idx * s->cs < s->cs ? end - idx * s->cs : s->cs;
+		int64_t n =
+			end - idx * s->cs < s->cs ? end - idx * s->cs : s->cs;
 		sqlite3_stmt *q = q_ino(s, S_ALLOCCHUNK, a->ino);
 		int r;
 
@@ -887,8 +888,8 @@ static bool in_group(const struct vd_ctx *ctx, gid_t gid)
 }
 
 /* Read xattr name of ino into a malloc'd buffer; -ENODATA if absent. */
-static int get_xattr(struct sq *s, uint64_t ino, const char *name,
-		     void **val, size_t *len)
+static int get_xattr(struct sq *s, uint64_t ino, const char *name, void **val,
+		     size_t *len)
 {
 	sqlite3_stmt *q = q_ino(s, S_GETX, ino);
 	int rc;
@@ -1046,8 +1047,7 @@ static void sq_forget(void *data, vd_node_t node)
 	(void)SQ_CALL((struct sq *)data, do_forget(data, node));
 }
 
-static int do_getattr(const struct vd_ctx *ctx, vd_node_t node,
-		      struct stat *st)
+static int do_getattr(const struct vd_ctx *ctx, vd_node_t node, struct stat *st)
 {
 	struct sq *s = ctx->data;
 	struct sq_attr a;
@@ -1081,8 +1081,8 @@ static int chmod_acl(struct sq *s, uint64_t ino, mode_t mode)
 	return r;
 }
 
-static int do_setattr(const struct vd_ctx *ctx, vd_node_t node,
-		      struct stat *st, int to_set)
+static int do_setattr(const struct vd_ctx *ctx, vd_node_t node, struct stat *st,
+		      int to_set)
 {
 	struct sq *s = ctx->data;
 	struct sq_attr a;
@@ -1127,8 +1127,8 @@ static int do_setattr(const struct vd_ctx *ctx, vd_node_t node,
 	return r;
 }
 
-static int sq_setattr(const struct vd_ctx *ctx, vd_node_t node,
-		      struct stat *st, int to_set, struct vd_file *fi)
+static int sq_setattr(const struct vd_ctx *ctx, vd_node_t node, struct stat *st,
+		      int to_set, struct vd_file *fi)
 {
 	(void)fi;
 	return SQ_CALL(ctx->data, do_setattr(ctx, node, st, to_set));
@@ -1167,9 +1167,9 @@ static int sq_readlink(const struct vd_ctx *ctx, vd_node_t node, char *buf,
 }
 
 /* mknod, mkdir and symlink: make the node and report it. */
-static int do_new(const struct vd_ctx *ctx, vd_node_t parent,
-		  const char *name, mode_t mode, dev_t rdev, const char *target,
-		  vd_node_t *node, struct stat *st)
+static int do_new(const struct vd_ctx *ctx, vd_node_t parent, const char *name,
+		  mode_t mode, dev_t rdev, const char *target, vd_node_t *node,
+		  struct stat *st)
 {
 	struct sq_attr a;
 	int r = make_node(ctx, parent, name, mode, rdev, target, &a);
@@ -1247,8 +1247,7 @@ static int has_child(struct sq *s, uint64_t ino)
 }
 
 /* unlink (dir false) and rmdir (dir true). */
-static int do_remove(struct sq *s, vd_node_t parent, const char *name,
-		     bool dir)
+static int do_remove(struct sq *s, vd_node_t parent, const char *name, bool dir)
 {
 	struct sq_attr pa, a;
 	int64_t rowid, now = now_ns();
@@ -1408,8 +1407,8 @@ static int do_rename(struct sq *s, vd_node_t parent, const char *name,
 }
 
 static int sq_rename(const struct vd_ctx *ctx, vd_node_t parent,
-		     const char *name, vd_node_t newparent,
-		     const char *newname, unsigned int flags)
+		     const char *name, vd_node_t newparent, const char *newname,
+		     unsigned int flags)
 {
 	return SQ_CALL(ctx->data, do_rename(ctx->data, parent, name, newparent,
 					    newname, flags));
@@ -1501,8 +1500,8 @@ static int blob_read(struct sq *s, int64_t rowid, char *dst, int n, int off)
 	if (rc != SQLITE_OK) {
 		sqlite3_blob_close(s->blob);
 		s->blob = NULL;
-		rc = sqlite3_blob_open(s->db, "main", "chunks", "data", rowid, 0,
-				       &s->blob);
+		rc = sqlite3_blob_open(s->db, "main", "chunks", "data", rowid,
+				       0, &s->blob);
 	}
 	if (rc == SQLITE_OK)
 		rc = sqlite3_blob_read(s->blob, dst, n, off);
@@ -1566,8 +1565,8 @@ static int do_read(struct sq *s, vd_node_t node, char *buf, size_t size,
 	return r ? r : read_content(s, &a, buf, size, off);
 }
 
-static int sq_read(const struct vd_ctx *ctx, vd_node_t node,
-		   struct vd_file *fi, char *buf, size_t size, off_t off)
+static int sq_read(const struct vd_ctx *ctx, vd_node_t node, struct vd_file *fi,
+		   char *buf, size_t size, off_t off)
 {
 	(void)fi;
 	return SQ_CALL(ctx->data, do_read(ctx->data, node, buf, size, off));
@@ -1627,8 +1626,8 @@ static int write_content(struct sq *s, struct sq_attr *a, const char *buf,
 	return 0;
 }
 
-static int do_write(struct sq *s, vd_node_t node, const char *buf,
-		    size_t size, off_t off)
+static int do_write(struct sq *s, vd_node_t node, const char *buf, size_t size,
+		    off_t off)
 {
 	struct sq_attr a;
 	int r;
@@ -1664,8 +1663,8 @@ static int sq_write(const struct vd_ctx *ctx, vd_node_t node,
  * copy_file_range: copy inside the drive, so the data never crosses into
  * the kernel and back. At most SQ_COPY_MAX bytes per call (callers loop).
  */
-static int64_t do_copy(struct sq *s, vd_node_t in, off_t off_in,
-		       vd_node_t out, off_t off_out, size_t len, int flags)
+static int64_t do_copy(struct sq *s, vd_node_t in, off_t off_in, vd_node_t out,
+		       off_t off_out, size_t len, int flags)
 {
 	struct sq_attr ain, aout, *src = &ain, *dst = in == out ? &ain : &aout;
 	int64_t done = 0, n;
@@ -1773,8 +1772,8 @@ static int sq_fsync(const struct vd_ctx *ctx, vd_node_t node, int datasync,
  * its dentry row id + 2, so a listing resumes in the right place even if
  * entries were added or removed in between.
  */
-static int do_readdir(struct sq *s, vd_node_t node, off_t off,
-		      vd_fill_fn fill, void *buf)
+static int do_readdir(struct sq *s, vd_node_t node, off_t off, vd_fill_fn fill,
+		      void *buf)
 {
 	struct sq_attr a;
 	struct stat st;
@@ -1891,8 +1890,8 @@ static int sq_setxattr(const struct vd_ctx *ctx, vd_node_t node,
 		       const char *name, const char *value, size_t size,
 		       int flags)
 {
-	return SQ_CALL(ctx->data, do_setxattr(ctx->data, node, name, value,
-					      size, flags));
+	return SQ_CALL(ctx->data,
+		       do_setxattr(ctx->data, node, name, value, size, flags));
 }
 
 static int do_getxattr(struct sq *s, vd_node_t node, const char *name,
@@ -2052,7 +2051,8 @@ static int sq_fallocate(const struct vd_ctx *ctx, vd_node_t node,
 			struct vd_file *fi, int mode, off_t off, off_t len)
 {
 	(void)fi;
-	return SQ_CALL(ctx->data, do_fallocate(ctx->data, node, mode, off, len));
+	return SQ_CALL(ctx->data,
+		       do_fallocate(ctx->data, node, mode, off, len));
 }
 
 /* SEEK_DATA / SEEK_HOLE: a stored chunk is data, a missing one a hole. */
@@ -2221,8 +2221,8 @@ static int check_format(struct sq *s, char *err, size_t errlen)
 	int64_t count = 0;
 	int rc, r = -EINVAL;
 
-	rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM sqlite_schema",
-				-1, &q, NULL);
+	rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM sqlite_schema", -1,
+				&q, NULL);
 	if (rc == SQLITE_OK) {
 		rc = sqlite3_step(q);
 		if (rc == SQLITE_ROW) {
@@ -2239,8 +2239,8 @@ static int check_format(struct sq *s, char *err, size_t errlen)
 	if (count == 0)
 		return 0;
 	rc = sqlite3_prepare_v2(s->db,
-				"SELECT value FROM meta WHERE key='format'",
-				-1, &q, NULL);
+				"SELECT value FROM meta WHERE key='format'", -1,
+				&q, NULL);
 	if (rc == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW &&
 	    !strcmp((const char *)sqlite3_column_text(q, 0), SQ_FORMAT))
 		r = 1;
@@ -2254,8 +2254,10 @@ static int check_format(struct sq *s, char *err, size_t errlen)
 	}
 	if (query_int(s, "SELECT value FROM meta WHERE key='version'") >
 	    SQ_VERSION) {
-		snprintf(err, errlen, "%s: made by a newer vdrive (format "
-			 "version above %d)", s->path, SQ_VERSION);
+		snprintf(err, errlen,
+			 "%s: made by a newer vdrive (format "
+			 "version above %d)",
+			 s->path, SQ_VERSION);
 		return -EINVAL;
 	}
 	s->cs = query_int(s, "SELECT value FROM meta WHERE key='chunk_size'");
@@ -2347,8 +2349,8 @@ static int set_paths(struct sq *s, const char *arg)
 	if (!s->path)
 		return -ENOMEM;
 	slash = strrchr(s->path, '/');
-	s->dir = slash == s->path ? strdup("/") :
-				    strndup(s->path, slash - s->path);
+	s->dir = slash == s->path ? strdup("/")
+				  : strndup(s->path, slash - s->path);
 	return s->dir ? 0 : -ENOMEM;
 }
 
@@ -2444,8 +2446,9 @@ static int sq_open(const char *arg, const struct vd_ops **ops, void **data,
 	if (errlen)
 		err[0] = '\0';
 	if (!arg || !*arg) {
-		snprintf(err, errlen, "sqlite: needs a database file: "
-				      "sqlite:PATH");
+		snprintf(err, errlen,
+			 "sqlite: needs a database file: "
+			 "sqlite:PATH");
 		return -EINVAL;
 	}
 	s = calloc(1, sizeof(*s));

@@ -77,7 +77,7 @@ static vd_node_t lookup(vd_node_t parent, const char *name)
 
 static vd_node_t mkfile(vd_node_t parent, const char *name, mode_t mode)
 {
-	struct vd_file fi = { .flags = O_RDWR };
+	struct vd_file fi = {.flags = O_RDWR};
 	struct stat st;
 	vd_node_t n = 0;
 
@@ -97,14 +97,14 @@ static vd_node_t mkdir_(vd_node_t parent, const char *name)
 
 static int wr(vd_node_t n, const void *buf, size_t len, off_t off)
 {
-	struct vd_file fi = { .flags = O_RDWR };
+	struct vd_file fi = {.flags = O_RDWR};
 
 	return ops->write(&ctx, n, &fi, buf, len, off);
 }
 
 static int rd(vd_node_t n, void *buf, size_t len, off_t off)
 {
-	struct vd_file fi = { .flags = O_RDONLY };
+	struct vd_file fi = {.flags = O_RDONLY};
 
 	return ops->read(&ctx, n, &fi, buf, len, off);
 }
@@ -229,7 +229,7 @@ static void test_model(void)
 	enum { MAX = 5 * CS + 777 };
 	static unsigned char model[MAX], buf[MAX], back[MAX];
 	vd_node_t f = mkfile(VD_ROOT, "model", 0644);
-	struct vd_file fi = { .flags = O_RDWR };
+	struct vd_file fi = {.flags = O_RDWR};
 	size_t size = 0;
 	unsigned seed = 7;
 	int bad = 0;
@@ -299,7 +299,7 @@ static void test_small_writes(void)
 {
 	enum { NF = 6, MAX = 3 * CS };
 	static unsigned char model[NF][MAX], back[MAX], buf[5000];
-	size_t size[NF] = { 0 };
+	size_t size[NF] = {0};
 	vd_node_t f[NF];
 	unsigned seed = 11;
 	int bad = 0;
@@ -349,7 +349,7 @@ static void test_sparse(void)
 {
 	static unsigned char buf[CS], back[CS];
 	vd_node_t f = mkfile(VD_ROOT, "sparse", 0644);
-	struct vd_file fi = { .flags = O_RDWR };
+	struct vd_file fi = {.flags = O_RDWR};
 	off_t far = 10LL << 30; /* 10 GiB */
 
 	pattern(buf, sizeof(buf), 3);
@@ -375,7 +375,7 @@ static void test_truncate(void)
 {
 	static unsigned char buf[2 * CS], back[2 * CS];
 	vd_node_t f = mkfile(VD_ROOT, "trunc", 0644);
-	struct vd_file fi = { .flags = O_WRONLY | O_TRUNC };
+	struct vd_file fi = {.flags = O_WRONLY | O_TRUNC};
 
 	pattern(buf, sizeof(buf), 4);
 	wr(f, buf, sizeof(buf), 0);
@@ -516,8 +516,7 @@ static void test_inherit(void)
 {
 	unsigned char acl[4 + 5 * 8];
 	static const unsigned short ent[5][2] = {
-		{ 0x01, 7 }, { 0x02, 7 }, { 0x04, 5 }, { 0x10, 7 }, { 0x20, 0 }
-	};
+		{0x01, 7}, {0x02, 7}, {0x04, 5}, {0x10, 7}, {0x20, 0}};
 	vd_node_t d = mkdir_(VD_ROOT, "acl"), f, sub;
 	struct stat st;
 	char buf[128];
@@ -565,7 +564,7 @@ static void test_inherit(void)
 static void test_unlink_open(void)
 {
 	static unsigned char buf[1000], back[1000];
-	struct vd_file fi = { .flags = O_RDWR };
+	struct vd_file fi = {.flags = O_RDWR};
 	struct stat st;
 	vd_node_t f = 0;
 	char q[128];
@@ -601,7 +600,7 @@ static void test_unlink_open(void)
 static void test_readdir(void)
 {
 	vd_node_t d = mkdir_(VD_ROOT, "list");
-	struct listing l = { .max = 64 };
+	struct listing l = {.max = 64};
 	char name[16];
 	int i, all, seen = 0;
 
@@ -610,22 +609,21 @@ static void test_readdir(void)
 		mkfile(d, name, 0644);
 	}
 	ops->readdir(&ctx, d, NULL, 0, collect, &l);
-	ok(l.n == 12 && !strcmp(l.names[0], ".") &&
-		   !strcmp(l.names[1], ".."),
+	ok(l.n == 12 && !strcmp(l.names[0], ".") && !strcmp(l.names[1], ".."),
 	   "readdir lists . .. and 10 entries");
 	all = l.n;
 	/* Resume after the 5th entry, after removing an earlier one. */
 	off_t resume = l.next[4];
 	ops->unlink(&ctx, d, "e0");
 	mkfile(d, "late", 0644);
-	struct listing m = { .max = 64 };
+	struct listing m = {.max = 64};
 	ops->readdir(&ctx, d, NULL, resume, collect, &m);
 	for (i = 0; i < m.n; i++)
 		seen += !strcmp(m.names[i], l.names[5 + i]);
 	ok(m.n == all - 5 + 1 && seen == all - 5 &&
 		   !strcmp(m.names[m.n - 1], "late"),
 	   "resuming at an offset continues where it left off");
-	struct listing small = { .max = 3 };
+	struct listing small = {.max = 3};
 	ops->readdir(&ctx, d, NULL, 0, collect, &small);
 	ok(small.n == 3, "a full buffer stops the listing");
 }
@@ -633,7 +631,7 @@ static void test_readdir(void)
 static void test_fallocate(void)
 {
 	vd_node_t f = mkfile(VD_ROOT, "fa", 0644);
-	struct vd_file fi = { .flags = O_RDWR };
+	struct vd_file fi = {.flags = O_RDWR};
 	static unsigned char buf[3 * CS], back[3 * CS];
 
 	ok(ops->fallocate(&ctx, f, &fi, 0, 0, 1000) == 0 &&
@@ -666,8 +664,9 @@ static void test_fallocate(void)
 static void test_copy(void)
 {
 	static unsigned char buf[3 * CS], back[3 * CS];
-	struct vd_file fi = { .flags = O_RDWR };
-	vd_node_t a = mkfile(VD_ROOT, "cpa", 0644), b = mkfile(VD_ROOT, "cpb", 0644);
+	struct vd_file fi = {.flags = O_RDWR};
+	vd_node_t a = mkfile(VD_ROOT, "cpa", 0644),
+		  b = mkfile(VD_ROOT, "cpb", 0644);
 
 	pattern(buf, sizeof(buf), 8);
 	wr(a, buf, sizeof(buf), 0);
@@ -809,8 +808,8 @@ int main(void)
 	test_copy();
 
 	ok(ops->fsync(&ctx, VD_ROOT, 0, NULL) == 0 &&
-		   sql_int("SELECT count(*) FROM dentries WHERE name='sparse'") ==
-			   1,
+		   sql_int("SELECT count(*) FROM dentries WHERE "
+			   "name='sparse'") == 1,
 	   "fsync commits: a second connection sees the data");
 	ok(sql_int("SELECT count(*) FROM sqlar WHERE name='d/f'") == 1 &&
 		   sql_int("SELECT sz = length(data) FROM sqlar"
