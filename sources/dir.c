@@ -73,7 +73,7 @@ struct dnode {
 	struct dnode *lprev, *lnext; /* in the LRU while fd >= 0 */
 	dev_t dev;
 	ino_t ino;
-	int fd;    /* cached O_PATH descriptor, or -1 */
+	int fd;	   /* cached O_PATH descriptor, or -1 */
 	int pins;  /* calls using fd right now */
 	int mnt;   /* index in dir_src.mounts */
 	bool dead; /* forgotten while pinned: freed by the last unpin */
@@ -264,15 +264,14 @@ static void unpin(struct dir_src *s, struct dnode *n)
 /* open_by_handle_at() refuses an O_PATH descriptor for the mount, so a
  * mount's root is opened for reading (without blocking on a fifo or
  * taking a terminal, should a file be mounted there). */
-#define MOUNT_FD_FLAGS \
+#define MOUNT_FD_FLAGS                                                         \
 	(O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC)
 
 /*
  * Index of the mount with id mnt_id in s->mounts, registering it with a
  * descriptor on it (dfd/name, or without name the file dfd itself).
  */
-static int mount_index(struct dir_src *s, int mnt_id, int dfd,
-		       const char *name)
+static int mount_index(struct dir_src *s, int mnt_id, int dfd, const char *name)
 {
 	int i, fd;
 
@@ -487,8 +486,8 @@ static struct dnode *node_known(struct dir_src *s, const struct stat *st,
 	n = s->buckets[hash_key(st->st_dev, st->st_ino, s->nbuckets)];
 	while (n && !(n->dev == st->st_dev && n->ino == st->st_ino))
 		n = n->hnext;
-	if (n && (n->btime.tv_sec != bt->tv_sec ||
-		  n->btime.tv_nsec != bt->tv_nsec))
+	if (n &&
+	    (n->btime.tv_sec != bt->tv_sec || n->btime.tv_nsec != bt->tv_nsec))
 		n = NULL;
 	pthread_mutex_unlock(&s->lock);
 	return n;
@@ -704,9 +703,9 @@ static int dir_getattr(const struct vd_ctx *ctx, vd_node_t node,
 	r = pin(s, n, &fd);
 	if (r)
 		return r;
-	r = fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ?
-		    -errno :
-		    0;
+	r = fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0
+		    ? -errno
+		    : 0;
 	unpin(s, n);
 	return r;
 }
@@ -721,8 +720,8 @@ static int set_attrs(struct dnode *n, int fd, int ofd, const struct stat *st,
 	if (to_set & VD_SET_MODE) {
 		if (n->link)
 			return -EOPNOTSUPP;
-		if ((ofd >= 0 ? fchmod(ofd, st->st_mode & 07777) :
-				chmod(path, st->st_mode & 07777)) < 0)
+		if ((ofd >= 0 ? fchmod(ofd, st->st_mode & 07777)
+			      : chmod(path, st->st_mode & 07777)) < 0)
 			return -errno;
 	}
 	if (to_set & (VD_SET_UID | VD_SET_GID)) {
@@ -733,12 +732,12 @@ static int set_attrs(struct dnode *n, int fd, int ofd, const struct stat *st,
 			return -errno;
 	}
 	if (to_set & VD_SET_SIZE) {
-		if ((ofd >= 0 ? ftruncate(ofd, st->st_size) :
-				truncate(path, st->st_size)) < 0)
+		if ((ofd >= 0 ? ftruncate(ofd, st->st_size)
+			      : truncate(path, st->st_size)) < 0)
 			return -errno;
 	}
 	if (to_set & (VD_SET_ATIME | VD_SET_MTIME)) {
-		struct timespec ts[2] = { st->st_atim, st->st_mtim };
+		struct timespec ts[2] = {st->st_atim, st->st_mtim};
 		if (!(to_set & VD_SET_ATIME))
 			ts[0].tv_nsec = UTIME_OMIT;
 		if (!(to_set & VD_SET_MTIME))
@@ -793,8 +792,8 @@ static int dir_readlink(const struct vd_ctx *ctx, vd_node_t node, char *buf,
 
 /* mknod, mkdir and symlink: create under parent as the caller, then
  * hand back the new node. */
-static int make_node(const struct vd_ctx *ctx, vd_node_t parent,
-		     struct mk m, vd_node_t *node, struct stat *st)
+static int make_node(const struct vd_ctx *ctx, vd_node_t parent, struct mk m,
+		     vd_node_t *node, struct stat *st)
 {
 	struct dir_src *s = SRC(ctx);
 	struct dnode *p = N(s, parent), *n;
@@ -813,11 +812,11 @@ static int make_node(const struct vd_ctx *ctx, vd_node_t parent,
 }
 
 static int dir_mknod(const struct vd_ctx *ctx, vd_node_t parent,
-		     const char *name, mode_t mode, dev_t rdev,
-		     vd_node_t *node, struct stat *st)
+		     const char *name, mode_t mode, dev_t rdev, vd_node_t *node,
+		     struct stat *st)
 {
-	struct mk m = { .kind = MK_MKNOD, .name = name, .mode = mode,
-			.rdev = rdev };
+	struct mk m = {
+		.kind = MK_MKNOD, .name = name, .mode = mode, .rdev = rdev};
 
 	return make_node(ctx, parent, m, node, st);
 }
@@ -826,7 +825,7 @@ static int dir_mkdir(const struct vd_ctx *ctx, vd_node_t parent,
 		     const char *name, mode_t mode, vd_node_t *node,
 		     struct stat *st)
 {
-	struct mk m = { .kind = MK_MKDIR, .name = name, .mode = mode & 07777 };
+	struct mk m = {.kind = MK_MKDIR, .name = name, .mode = mode & 07777};
 
 	return make_node(ctx, parent, m, node, st);
 }
@@ -835,7 +834,7 @@ static int dir_symlink(const struct vd_ctx *ctx, const char *target,
 		       vd_node_t parent, const char *name, vd_node_t *node,
 		       struct stat *st)
 {
-	struct mk m = { .kind = MK_SYMLINK, .name = name, .target = target };
+	struct mk m = {.kind = MK_SYMLINK, .name = name, .target = target};
 
 	return make_node(ctx, parent, m, node, st);
 }
@@ -901,7 +900,8 @@ static int dir_link(const struct vd_ctx *ctx, vd_node_t node,
 	r = pin(s, np, &npfd);
 	if (r == 0) {
 		if (linkat(fd, "", npfd, newname, AT_EMPTY_PATH) < 0 ||
-		    fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		    fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) <
+			    0)
 			r = -errno;
 		unpin(s, np);
 	}
@@ -918,8 +918,7 @@ static int dir_open(const struct vd_ctx *ctx, vd_node_t node,
 	int fd = node_open(s, N(s, node), flags);
 
 	if (fd == -EACCES && (fi->flags & O_ACCMODE) == O_WRONLY)
-		fd = node_open(s, N(s, node),
-			       (flags & ~O_ACCMODE) | O_WRONLY);
+		fd = node_open(s, N(s, node), (flags & ~O_ACCMODE) | O_WRONLY);
 	if (fd < 0)
 		return fd;
 	fi->fh = (uint64_t)fd;
@@ -1066,8 +1065,8 @@ static int dir_releasedir(const struct vd_ctx *ctx, vd_node_t node,
 	return 0;
 }
 
-static int dir_fsyncdir(const struct vd_ctx *ctx, vd_node_t node,
-			int datasync, struct vd_file *fi)
+static int dir_fsyncdir(const struct vd_ctx *ctx, vd_node_t node, int datasync,
+			struct vd_file *fi)
 {
 	struct dir_handle *h = (struct dir_handle *)(uintptr_t)fi->fh;
 	int fd = h->fd;
@@ -1158,9 +1157,8 @@ static int dir_removexattr(const struct vd_ctx *ctx, vd_node_t node,
 }
 
 /* create and tmpfile: open a new file as the caller, then its node. */
-static int make_open(const struct vd_ctx *ctx, vd_node_t parent,
-		     struct mk m, struct vd_file *fi, vd_node_t *node,
-		     struct stat *st)
+static int make_open(const struct vd_ctx *ctx, vd_node_t parent, struct mk m,
+		     struct vd_file *fi, vd_node_t *node, struct stat *st)
 {
 	struct dir_src *s = SRC(ctx);
 	struct dnode *p = N(s, parent), *n;
@@ -1188,20 +1186,22 @@ static int dir_create(const struct vd_ctx *ctx, vd_node_t parent,
 		      const char *name, mode_t mode, struct vd_file *fi,
 		      vd_node_t *node, struct stat *st)
 {
-	struct mk m = { .kind = MK_OPEN, .name = name, .mode = mode & 07777,
-			.flags = backing_flags(fi->flags) | O_CREAT |
-				 (fi->flags & O_EXCL) };
+	struct mk m = {.kind = MK_OPEN,
+		       .name = name,
+		       .mode = mode & 07777,
+		       .flags = backing_flags(fi->flags) | O_CREAT |
+				(fi->flags & O_EXCL)};
 
 	return make_open(ctx, parent, m, fi, node, st);
 }
 
-static int dir_tmpfile(const struct vd_ctx *ctx, vd_node_t parent,
-		       mode_t mode, struct vd_file *fi, vd_node_t *node,
-		       struct stat *st)
+static int dir_tmpfile(const struct vd_ctx *ctx, vd_node_t parent, mode_t mode,
+		       struct vd_file *fi, vd_node_t *node, struct stat *st)
 {
-	struct mk m = { .kind = MK_TMPFILE, .mode = mode & 07777,
-			.flags = (backing_flags(fi->flags) & ~O_CREAT) |
-				 O_TMPFILE | (fi->flags & O_EXCL) };
+	struct mk m = {.kind = MK_TMPFILE,
+		       .mode = mode & 07777,
+		       .flags = (backing_flags(fi->flags) & ~O_CREAT) |
+				O_TMPFILE | (fi->flags & O_EXCL)};
 
 	return make_open(ctx, parent, m, fi, node, st);
 }
@@ -1308,9 +1308,9 @@ static int open_root(struct dir_src *s, const char *path, char *err,
 		if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode))
 			e = ENOTDIR;
 		snprintf(err, errlen, "dir: %s: %s", path,
-			 e == ENOTDIR ? "not a folder" :
-			 e == ENOENT  ? "no such folder" :
-					strerror(e));
+			 e == ENOTDIR  ? "not a folder"
+			 : e == ENOENT ? "no such folder"
+				       : strerror(e));
 		return -e;
 	}
 	if (faccessat(s->root.fd, ".", R_OK | X_OK, 0) < 0) {
@@ -1353,14 +1353,15 @@ static void raise_fd_limit(void)
 	}
 }
 
-static int dir_src_open(const char *arg, const struct vd_ops **ops,
-			void **data, char *err, size_t errlen)
+static int dir_src_open(const char *arg, const struct vd_ops **ops, void **data,
+			char *err, size_t errlen)
 {
 	struct dir_src *s;
 	int r;
 
 	if (!arg || !*arg) {
-		snprintf(err, errlen, "dir: give the folder to mirror: dir:PATH");
+		snprintf(err, errlen,
+			 "dir: give the folder to mirror: dir:PATH");
 		return -EINVAL;
 	}
 	s = calloc(1, sizeof(*s));
@@ -1404,6 +1405,5 @@ fail:
 	return r;
 }
 
-const struct vd_source vd_source_dir = { "dir", "dir:PATH",
-					 "a mirror of an existing folder",
-					 dir_src_open };
+const struct vd_source vd_source_dir = {
+	"dir", "dir:PATH", "a mirror of an existing folder", dir_src_open};

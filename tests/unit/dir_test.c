@@ -67,7 +67,7 @@ static int src_open(const char *spec, void **data)
 static int make_file(vd_node_t parent, const char *name, mode_t mode,
 		     const char *text, vd_node_t *node, struct stat *st)
 {
-	struct vd_file fi = { .flags = O_RDWR | O_CREAT, .backing_fd = -1 };
+	struct vd_file fi = {.flags = O_RDWR | O_CREAT, .backing_fd = -1};
 	int r = ops->create(&ctx, parent, name, mode, &fi, node, st);
 
 	if (r)
@@ -128,7 +128,7 @@ static void test_bad_paths(void)
 
 static void test_files(void)
 {
-	struct vd_file fi = { .flags = O_RDWR, .backing_fd = -1 };
+	struct vd_file fi = {.flags = O_RDWR, .backing_fd = -1};
 	vd_node_t a, a2, c;
 	struct stat st, nat;
 	char buf[64];
@@ -145,7 +145,8 @@ static void test_files(void)
 	   "lookup of a missing name: -ENOENT");
 
 	r = ops->open(&ctx, a, &fi);
-	ok(r == 0 && fi.backing_fd == (int)fi.fh, "open sets fh and backing_fd");
+	ok(r == 0 && fi.backing_fd == (int)fi.fh,
+	   "open sets fh and backing_fd");
 	memset(buf, 0, sizeof(buf));
 	r = ops->read(&ctx, a, &fi, buf, sizeof(buf), 1);
 	ok(r == 4 && !memcmp(buf, "ello", 4), "read at an offset");
@@ -163,8 +164,8 @@ static void test_files(void)
 	ok(ops->rename(&ctx, VD_ROOT, "b", VD_ROOT, "other",
 		       RENAME_NOREPLACE) == -EEXIST,
 	   "RENAME_NOREPLACE onto a name: -EEXIST");
-	ok(ops->rename(&ctx, VD_ROOT, "b", VD_ROOT, "other",
-		       RENAME_EXCHANGE) == 0 &&
+	ok(ops->rename(&ctx, VD_ROOT, "b", VD_ROOT, "other", RENAME_EXCHANGE) ==
+			   0 &&
 		   stat(bpath("other"), &nat) == 0 && nat.st_size == 5,
 	   "RENAME_EXCHANGE swaps");
 
@@ -183,7 +184,7 @@ static void test_files(void)
 
 static void test_unlink_open(void)
 {
-	struct vd_file fi = { .flags = O_RDWR, .backing_fd = -1 };
+	struct vd_file fi = {.flags = O_RDWR, .backing_fd = -1};
 	vd_node_t n;
 	struct stat st;
 	char buf[16] = "";
@@ -242,7 +243,7 @@ static void test_xattr(void)
 
 static void test_sparse(void)
 {
-	struct vd_file fi = { .flags = O_RDWR, .backing_fd = -1 };
+	struct vd_file fi = {.flags = O_RDWR, .backing_fd = -1};
 	vd_node_t n;
 	struct stat st;
 	int64_t off;
@@ -250,8 +251,7 @@ static void test_sparse(void)
 
 	make_file(VD_ROOT, "sparse", 0644, NULL, &n, &st);
 	ops->open(&ctx, n, &fi);
-	ok(ops->write(&ctx, n, &fi, "data", 4, 1 << 20) == 4,
-	   "write at 1 MiB");
+	ok(ops->write(&ctx, n, &fi, "data", 4, 1 << 20) == 4, "write at 1 MiB");
 	off = ops->lseek(&ctx, n, &fi, 0, SEEK_DATA);
 	ok(off == 1 << 20, "SEEK_DATA finds the data (%lld)", (long long)off);
 	off = ops->lseek(&ctx, n, &fi, 0, SEEK_HOLE);
@@ -280,13 +280,13 @@ static void test_sparse(void)
 
 static void test_readdir(void)
 {
-	struct vd_file fi = { .flags = O_RDONLY, .backing_fd = -1 };
+	struct vd_file fi = {.flags = O_RDONLY, .backing_fd = -1};
 	struct listing l, part;
 	vd_node_t dnode, n;
 	struct stat st, nat;
 	off_t off = 0;
 	int r, seen = 0, ok_ino = 1;
-	static const char *names[] = { "f1", "f2", "f3", "f4", "f5" };
+	static const char *names[] = {"f1", "f2", "f3", "f4", "f5"};
 
 	r = ops->mkdir(&ctx, VD_ROOT, "d", 0755, &dnode, &st);
 	ok(r == 0 && S_ISDIR(st.st_mode), "mkdir (%d)", r);
@@ -303,7 +303,7 @@ static void test_readdir(void)
 		   has_name(&l, "f3"),
 	   "readdir lists . .. and 5 files (%d entries)", l.n);
 	for (int i = 0; i < l.n; i++) {
-		if (stat(bpath("d") , &nat) == 0 && l.names[i][0] != '.') {
+		if (stat(bpath("d"), &nat) == 0 && l.names[i][0] != '.') {
 			char p[600];
 			snprintf(p, sizeof(p), "d/%s", l.names[i]);
 			stat(bpath(p), &nat);
@@ -392,7 +392,7 @@ static void test_special(void)
 
 static void test_setattr(void)
 {
-	struct vd_file fi = { .flags = O_RDWR, .backing_fd = -1 };
+	struct vd_file fi = {.flags = O_RDWR, .backing_fd = -1};
 	vd_node_t n;
 	struct stat st, nat;
 	int r;
@@ -430,7 +430,7 @@ static void test_setattr(void)
 /* An ACL xattr value granting rwx to owner, group, mask and others. */
 static size_t acl_all(char *buf)
 {
-	static const unsigned short tags[] = { 0x01, 0x04, 0x10, 0x20 };
+	static const unsigned short tags[] = {0x01, 0x04, 0x10, 0x20};
 	unsigned int v = 2;
 	size_t k = 0;
 
@@ -461,7 +461,7 @@ static void test_ownership(void)
 	user.umask = 022;
 	ok(ops->getattr(&ctx, VD_ROOT, NULL, &st) == 0, "getattr root");
 	chmod(root, 0777);
-	struct vd_file fi = { .flags = O_WRONLY | O_CREAT, .backing_fd = -1 };
+	struct vd_file fi = {.flags = O_WRONLY | O_CREAT, .backing_fd = -1};
 	r = ops->create(&user, VD_ROOT, "mine", 0666, &fi, &n, &st);
 	ok(r == 0 && lstat(bpath("mine"), &nat) == 0 && nat.st_uid == 1000 &&
 		   nat.st_gid == 1000 && (nat.st_mode & 0777) == 0644,
@@ -501,8 +501,8 @@ static void test_ownership(void)
 
 static void test_misc(void)
 {
-	struct vd_file fi = { .flags = O_RDWR, .backing_fd = -1 };
-	struct vd_file f2 = { .flags = O_RDWR, .backing_fd = -1 };
+	struct vd_file fi = {.flags = O_RDWR, .backing_fd = -1};
+	struct vd_file f2 = {.flags = O_RDWR, .backing_fd = -1};
 	vd_node_t t, a, b;
 	struct stat st;
 	struct statvfs sv;
@@ -545,7 +545,7 @@ static void test_misc(void)
  * file, not fail with a stale handle. */
 static void test_reuse(void)
 {
-	struct vd_file fi = { .flags = O_RDONLY, .backing_fd = -1 };
+	struct vd_file fi = {.flags = O_RDONLY, .backing_fd = -1};
 	struct stat st, st2;
 	vd_node_t n, m;
 	char buf[8] = "";
@@ -653,7 +653,7 @@ static void *churn(void *arg)
 	char a[32], b[32];
 
 	for (int i = 0; i < ROUNDS; i++) {
-		struct vd_file fi = { .flags = O_RDWR, .backing_fd = -1 };
+		struct vd_file fi = {.flags = O_RDWR, .backing_fd = -1};
 		vd_node_t n = 0, m;
 		snprintf(a, sizeof(a), "w%d_%d", w->id, i % 7);
 		snprintf(b, sizeof(b), "w%d_r%d", w->id, i % 7);
@@ -674,7 +674,8 @@ static void *churn(void *arg)
 		ops->forget(ctx.data, n);
 		ops->release(&ctx, n, &fi);
 		for (int k = 0; k < 8; k++) {
-			vd_node_t s = w->shared[(i * 8 + k + w->id * 997) % SHARED];
+			vd_node_t s =
+				w->shared[(i * 8 + k + w->id * 997) % SHARED];
 			if (ops->getattr(&ctx, s, NULL, &st) || st.st_size != 1)
 				w->errors++;
 		}
@@ -698,7 +699,7 @@ static void test_threads(void)
 			bad++;
 	}
 	for (int i = 0; i < WORKERS; i++) {
-		w[i] = (struct worker){ .id = i, .dir = dnode, .shared = shared };
+		w[i] = (struct worker){.id = i, .dir = dnode, .shared = shared};
 		pthread_create(&t[i], NULL, churn, &w[i]);
 	}
 	for (int i = 0; i < WORKERS; i++) {
