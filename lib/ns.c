@@ -192,17 +192,26 @@ int vd_gate_check(struct vd_drive *d, fuse_req_t req)
 	return gate_verdict(d, fc->pid) ? 0 : -EACCES;
 }
 
-/* Wait for a child and turn its exit status back into 0 or -errno. */
+/*
+ * Wait for a child and turn its exit status back into 0 or -errno. A
+ * child stuck for 10 s (a hung drive on its path, say) is killed.
+ */
 static int wait_child(pid_t pid)
 {
-	int status;
+	int pfd = (int)syscall(SYS_pidfd_open, pid, 0), status;
+	struct pollfd p = {.fd = pfd, .events = POLLIN};
 
+	if (pfd >= 0) {
+		if (poll(&p, 1, 10000) == 0)
+			kill(pid, SIGKILL);
+		close(pfd);
+	}
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			return -errno;
 	if (WIFEXITED(status))
 		return -WEXITSTATUS(status);
-	return -EIO;
+	return -ETIMEDOUT;
 }
 
 /* mkdir -p in the child: only syscalls, no allocation. */
