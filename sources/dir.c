@@ -207,8 +207,10 @@ static int pin(struct dir_src *s, struct dnode *n, int *fd)
 	pthread_mutex_lock(&s->lock);
 	n->pins++;
 	if (n->fd >= 0) {
-		lru_unlink(n);
-		lru_push(s, n);
+		if (!n->dead) { /* a forgotten node has left the LRU */
+			lru_unlink(n);
+			lru_push(s, n);
+		}
 		*fd = n->fd;
 		pthread_mutex_unlock(&s->lock);
 		return 0;
@@ -231,6 +233,8 @@ static int pin(struct dir_src *s, struct dnode *n, int *fd)
 	}
 	if (n->fd >= 0) {
 		old[k++] = nfd; /* another thread was quicker */
+	} else if (n->dead) {
+		n->fd = nfd; /* closed by the unpin that frees n */
 	} else {
 		n->fd = nfd;
 		lru_push(s, n);
