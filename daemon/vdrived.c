@@ -195,12 +195,13 @@ static void mount_child(const struct client *c, int fuse_fd, const char *opts,
 		if (r)
 			_exit(r);
 	}
-	/* Like fusermount: a non-root client mounts on its own folder. */
+	/* Like fusermount: a client mounts only on a folder it owns (so a
+	 * root client without capabilities cannot cover a user's folder). */
 	if (stat(c->path, &st) != 0)
 		_exit(errno);
 	if (!S_ISDIR(st.st_mode))
 		_exit(ENOTDIR);
-	if (c->uid != 0 && st.st_uid != c->uid)
+	if (st.st_uid != c->uid)
 		_exit(EPERM);
 	snprintf(data, sizeof(data),
 		 "fd=%d,rootmode=40000,user_id=%u,group_id=%u%s", fuse_fd,

@@ -287,6 +287,18 @@ ok $? "a mount request lands in the caller's namespace only" || diag "$r"
 r=$(proto "$V" "mount - /proc/$U/root/mnt/d\\n")
 [ "$(grep -c " /mnt/d " "/proc/$U/mountinfo")" = 1 ]
 ok $? "naming another container's path mounts nothing there" || diag "$r"
+nsenter -t "$V" -m -p -- sh -c 'mkdir -p /mnt/u1000 && chown 1000 /mnt/u1000'
+r=$(nsenter -t "$V" -m -p -- setpriv --reuid=1000 --regid=1000 --clear-groups \
+	env VDRIVE_SOCKET="$VD_TMP/vdrived.sock" /usr/bin/python3 -c '
+import socket, os
+s = socket.socket(socket.AF_UNIX)
+s.connect(os.environ["VDRIVE_SOCKET"])
+for p in ("/mnt", "/mnt/u1000"):
+    s.sendall(b"mount - " + p.encode() + b"\n")
+    print(s.recv(200).decode().strip())
+' 2>&1)
+[ "$(sed -n 1p <<<"$r" | cut -d" " -f1-2)" = "err 1" ] && [ "$(sed -n 2p <<<"$r")" = ok ]
+ok $? "uid 1000 may not mount on a root-owned path, only on its own folder" || diag "$r"
 nbad=0
 for bad in 'hello\n' 'mount\n' 'mount - relative\n' 'mount - /a/../etc\n' \
 	'mount bogus_opt /x\n' 'mount - /x\x00y\n' 'unmount\n' \
