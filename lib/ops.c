@@ -119,13 +119,20 @@ static void put_backing(fuse_req_t req, int id)
 #define entry_backing(e) 0
 #endif
 
-/* Hand node to the kernel as a new entry reference and reply. */
-static void reply_entry(fuse_req_t req, struct vd_drive *d, vd_node_t node,
-			struct stat *st, struct fuse_file_info *fi,
-			const struct vd_file *vf)
+/*
+ * Hand node to the kernel as a new entry reference and reply. Returns 0,
+ * or the nodeid when the kernel refused the reply (the caller was
+ * interrupted): nothing holds that reference then, and the caller gives
+ * it back with undo_entry() once it no longer holds forget_lock.
+ */
+static fuse_ino_t reply_entry(fuse_req_t req, struct vd_drive *d,
+			      vd_node_t node, struct stat *st,
+			      struct fuse_file_info *fi,
+			      const struct vd_file *vf)
 {
 	struct fuse_entry_param e;
 	struct vd_entry *ent;
+	int r;
 
 	memset(&e, 0, sizeof(e));
 	if (st->st_ino == 0)
@@ -133,7 +140,7 @@ static void reply_entry(fuse_req_t req, struct vd_drive *d, vd_node_t node,
 	ent = vd_nodes_ref(&d->nodes, node);
 	if (!ent) {
 		fuse_reply_err(req, ENOMEM);
-		return;
+		return 0;
 	}
 	e.ino = ent == &d->nodes.root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)ent;
 	e.generation = 1;
@@ -142,13 +149,11 @@ static void reply_entry(fuse_req_t req, struct vd_drive *d, vd_node_t node,
 	e.entry_timeout = d->entry_timeout;
 	if (fi) {
 		set_backing(req, d, ent, fi, vf);
-		if (fuse_reply_create(req, &e, fi) == -ENOENT) {
-			/* The opener was interrupted: nothing holds the ref. */
-			vd_nodes_unref(&d->nodes, ent, 1);
-		}
-	} else if (fuse_reply_entry(req, &e) == -ENOENT) {
-		vd_nodes_unref(&d->nodes, ent, 1);
+		r = fuse_reply_create(req, &e, fi);
+	} else {
+		r = fuse_reply_entry(req, &e);
 	}
+	return r == -ENOENT ? e.ino : 0;
 }
 
 static void reply_attr(fuse_req_t req, struct vd_drive *d, vd_node_t node,
@@ -202,12 +207,15 @@ static void vd_destroy(void *userdata)
 	(void)userdata;
 }
 
+static void undo_entry(struct vd_drive *d, fuse_ino_t ino);
+
 static void vd_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vd_drive *d = DRIVE(req);
 	struct vd_ctx c;
 	struct stat st;
 	vd_node_t node = 0;
+	fuse_ino_t undo = 0;
 	int r;
 
 	GATE(d, req);
@@ -221,7 +229,7 @@ static void vd_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	pthread_rwlock_rdlock(&d->forget_lock);
 	r = CALL(d, d->ops.lookup(&c, NODE(d, parent), name, &node, &st));
 	if (r == 0) {
-		reply_entry(req, d, node, &st, NULL, NULL);
+		undo = reply_entry(req, d, node, &st, NULL, NULL);
 	} else if (r == -ENOENT && d->negative_timeout > 0) {
 		struct fuse_entry_param e;
 		memset(&e, 0, sizeof(e));
@@ -231,8 +239,12 @@ static void vd_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -r);
 	}
 	pthread_rwlock_unlock(&d->forget_lock);
+	undo_entry(d, undo);
 }
 
+/* Drop n kernel references; the last one tells the source. req is NULL
+ * when no request is left to close a backing id with: the id then stays
+ * registered until the connection ends (only interrupted creates). */
 static void forget_one(fuse_req_t req, struct vd_drive *d, fuse_ino_t ino,
 		       uint64_t n)
 {
@@ -242,7 +254,8 @@ static void forget_one(fuse_req_t req, struct vd_drive *d, fuse_ino_t ino,
 
 	if (!vd_nodes_unref(&d->nodes, e, n))
 		return;
-	put_backing(req, backing);
+	if (req)
+		put_backing(req, backing);
 	if (d->ops.forget)
 		CALL(d, (d->ops.forget(d->data, node), 0));
 }
@@ -267,6 +280,16 @@ static void vd_forget_multi(fuse_req_t req, size_t count,
 		forget_one(req, d, forgets[i].ino, forgets[i].nlookup);
 	pthread_rwlock_unlock(&d->forget_lock);
 	fuse_reply_none(req);
+}
+
+/* Give back the reference of a refused entry reply, as a forget would. */
+static void undo_entry(struct vd_drive *d, fuse_ino_t ino)
+{
+	if (!ino)
+		return;
+	pthread_rwlock_wrlock(&d->forget_lock);
+	forget_one(NULL, d, ino, 1);
+	pthread_rwlock_unlock(&d->forget_lock);
 }
 
 static void vd_getattr(fuse_req_t req, fuse_ino_t ino,
@@ -370,11 +393,14 @@ static void vd_readlink(fuse_req_t req, fuse_ino_t ino)
 static void new_node_done(fuse_req_t req, struct vd_drive *d, int r,
 			  vd_node_t node, struct stat *st)
 {
+	fuse_ino_t undo = 0;
+
 	if (r)
 		fuse_reply_err(req, -r);
 	else
-		reply_entry(req, d, node, st, NULL, NULL);
+		undo = reply_entry(req, d, node, st, NULL, NULL);
 	pthread_rwlock_unlock(&d->forget_lock);
+	undo_entry(d, undo);
 }
 
 static void vd_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -537,6 +563,7 @@ static void vd_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	set_backing(req, d, vd_nodes_get(&d->nodes, ino), fi, &vf);
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		/* Interrupted opener: nobody will release this open. */
+		c.req_ = NULL; /* the request is gone with the reply */
 		if (d->ops.release)
 			CALL(d, d->ops.release(&c, NODE(d, ino), &vf));
 	}
@@ -550,6 +577,7 @@ static void vd_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct vd_file vf;
 	struct stat st;
 	vd_node_t node = 0;
+	fuse_ino_t undo = 0;
 	int r;
 
 	GATE(d, req);
@@ -575,9 +603,16 @@ static void vd_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, -r);
 	} else {
 		to_fi(fi, &vf);
-		reply_entry(req, d, node, &st, fi, &vf);
+		undo = reply_entry(req, d, node, &st, fi, &vf);
 	}
 	pthread_rwlock_unlock(&d->forget_lock);
+	if (undo) {
+		/* Nobody will release the open the source made. */
+		c.req_ = NULL;
+		if (d->ops.release)
+			CALL(d, d->ops.release(&c, node, &vf));
+		undo_entry(d, undo);
+	}
 }
 
 static void vd_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
