@@ -4,7 +4,8 @@
 # shared folders at once, then the tree checked against what the threads
 # think exists. On native ext4 (the reference) and every built-in source;
 # mem: also without kernel caching, so every lookup reaches the source.
-# Two fsx runs share the drive meanwhile. VDRIVE_QUICK=1: shorter.
+# Two fsx runs share the drive meanwhile. On dir: and sqlite: one more
+# tree must read the same after a remount. VDRIVE_QUICK=1: shorter.
 . "$(dirname "$0")/lib.sh"
 vd_init stress
 MT=$VD_HELPERS/mtstress
@@ -76,7 +77,27 @@ for v in "mem|" "mem|entry_timeout=0,attr_timeout=0,negative_timeout=0" "dir|" "
 		continue
 	fi
 	stress_on "$label" "$mnt"
+	keep=0
+	if [ "$kind" != mem ]; then
+		mkdir -p "$mnt/kept"
+		run_ok "mtstress on $label tree kept for remount" \
+			"$MT" -t 16 -n "$ops" -s 5 -k "$VD_TMP/models-$kind" "$mnt/kept"
+		keep=1
+	fi
 	vd_umount "$mnt"
 	ok $? "unmount $label"
+	[ $keep = 1 ] || continue
+	if [ "$kind" = dir ]; then
+		run_ok "dir: backing folder holds the kept tree" \
+			"$MT" -t 16 -V "$VD_TMP/models-$kind" "$back/kept"
+	fi
+	if vd_mount "$spec" "$mnt"; then
+		run_ok "$label kept tree unchanged after unmount and mount again" \
+			"$MT" -t 16 -V "$VD_TMP/models-$kind" "$mnt/kept"
+		vd_umount "$mnt"
+		ok $? "unmount $label again"
+	else
+		ok 1 "mount $spec again"
+	fi
 done
 done_testing

@@ -3,7 +3,7 @@
  * renaming and removing files and folders, in private folders and in one
  * shared folder, each checking what it sees against what it knows.
  *
- *   mtstress [-t THREADS] [-n OPS] [-s SEED] DIR
+ *   mtstress [-t THREADS] [-n OPS] [-s SEED] [-k MODELS | -V MODELS] DIR
  *
  * Each thread owns a set of names (its private folder t<i>/f<k>, and
  * s<i>_<k> / d<i>_<k> in shared/) and models exactly which exist, where,
@@ -13,6 +13,9 @@
  * nothing. At the end the listings must match the threads' models, every
  * listed entry must stat, every contended file must be whole and no
  * temporary may be left; then everything is removed again.
+ * -k MODELS keeps the tree and saves the models to the file MODELS; -V
+ * MODELS runs no threads but checks a kept tree (say, after the drive was
+ * mounted again) against them.
  * Prints one TAP line; on failure the thread, operation, name, expected
  * and actual results.
  */
@@ -518,20 +521,58 @@ static int remove_tree(struct thread *ts)
 	return 0;
 }
 
-/* Parse arguments, run the threads, check and remove the tree. */
+/* Save every thread's model to path (for -V after a remount). */
+static int save_models(const struct thread *ts, const char *path)
+{
+	FILE *f = fopen(path, "w");
+	int ok = f && fwrite(&nthreads, sizeof(nthreads), 1, f) == 1;
+
+	for (int i = 0; ok && i < nthreads; i++)
+		ok = fwrite(ts[i].slot, sizeof(ts[i].slot), 1, f) == 1;
+	if (!f || fclose(f) || !ok)
+		return fail(NULL, "write %s: %s", path, strerror(errno));
+	return 0;
+}
+
+/* Load the models saved by save_models() into ts (nthreads of them). */
+static int load_models(struct thread *ts, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	int n = 0, ok = f && fread(&n, sizeof(n), 1, f) == 1 && n == nthreads;
+
+	for (int i = 0; ok && i < nthreads; i++)
+		ok = fread(ts[i].slot, sizeof(ts[i].slot), 1, f) == 1;
+	if (f)
+		fclose(f);
+	if (!ok)
+		return fail(NULL, "read %s: %s (or not for %d threads)", path,
+			    strerror(errno), nthreads);
+	return 0;
+}
+
+/*
+ * Parse arguments, run the threads, check and remove the tree. With -k
+ * the tree stays and the models are saved; -V checks a kept tree (after
+ * a remount) against saved models, without running threads.
+ */
 int main(int argc, char **argv)
 {
+	const char *keep = NULL, *verify = NULL;
 	struct thread *ts;
 	char path[PATH_MAX];
-	int c;
+	int c, r;
 
-	while ((c = getopt(argc, argv, "t:n:s:")) != -1) {
+	while ((c = getopt(argc, argv, "t:n:s:k:V:")) != -1) {
 		if (c == 't')
 			nthreads = atoi(optarg);
 		else if (c == 'n')
 			nops = atol(optarg);
 		else if (c == 's')
 			seed = strtoul(optarg, NULL, 0);
+		else if (c == 'k')
+			keep = optarg;
+		else if (c == 'V')
+			verify = optarg;
 		else
 			goto usage;
 	}
@@ -539,29 +580,43 @@ int main(int argc, char **argv)
 		goto usage;
 	dir = argv[optind];
 	printf("1..1\n");
-	snprintf(path, sizeof(path), "%s/shared", dir);
-	if (mkdir(path, 0755))
-		return fail(NULL, "mkdir %s: %s", path, strerror(errno)), 1;
 	ts = calloc(nthreads, sizeof(*ts));
 	for (int i = 0; i < nthreads; i++) {
 		ts[i].id = i;
 		ts[i].rng = (seed * 0x9E3779B97F4A7C15ULL) ^ (i + 1) * 7919;
-		if (pthread_create(&ts[i].tid, NULL, worker, &ts[i]))
-			return fail(NULL, "pthread_create failed"), 1;
+	}
+	if (verify) {
+		r = load_models(ts, verify) || check_tree(ts);
+		if (!r)
+			printf("ok 1 - mtstress: kept tree of %d threads "
+			       "matches "
+			       "%s\n",
+			       nthreads, verify);
+		free(ts);
+		return r ? 1 : 0;
+	}
+	snprintf(path, sizeof(path), "%s/shared", dir);
+	if (mkdir(path, 0755)) {
+		free(ts);
+		return fail(NULL, "mkdir %s: %s", path, strerror(errno)), 1;
 	}
 	for (int i = 0; i < nthreads; i++)
+		if (pthread_create(&ts[i].tid, NULL, worker, &ts[i]))
+			return fail(NULL, "pthread_create failed"), 1;
+	for (int i = 0; i < nthreads; i++)
 		pthread_join(ts[i].tid, NULL);
-	if (failed || check_tree(ts) || remove_tree(ts)) {
-		free(ts);
-		return 1;
-	}
-	printf("ok 1 - mtstress: %d threads x %ld ops (seed %lu), tree "
-	       "consistent and removed\n",
-	       nthreads, nops, seed);
+	r = failed || check_tree(ts) ||
+	    (keep ? save_models(ts, keep) : remove_tree(ts));
+	if (!r)
+		printf("ok 1 - mtstress: %d threads x %ld ops (seed %lu), tree "
+		       "consistent and %s\n",
+		       nthreads, nops, seed, keep ? "kept" : "removed");
 	free(ts);
-	return 0;
+	return r ? 1 : 0;
 usage:
-	fprintf(stderr, "usage: %s [-t THREADS] [-n OPS] [-s SEED] DIR\n",
+	fprintf(stderr,
+		"usage: %s [-t THREADS] [-n OPS] [-s SEED] [-k MODELS | "
+		"-V MODELS] DIR\n",
 		argv[0]);
 	return 2;
 }
