@@ -190,6 +190,11 @@ static void vd_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+#ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
+	/* Shared mmap of direct_io files, as on any local file system. */
+	if (conn->capable & FUSE_CAP_DIRECT_IO_ALLOW_MMAP)
+		conn->want |= FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
+#endif
 #ifdef FUSE_CAP_PASSTHROUGH
 	if (d->passthrough && !d->writeback_cache &&
 	    (conn->capable & FUSE_CAP_PASSTHROUGH)) {
@@ -614,6 +619,48 @@ static void vd_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		undo_entry(d, undo);
 	}
 }
+
+#if FUSE_VERSION >= FUSE_MAKE_VERSION(3, 17)
+/* O_TMPFILE: an unnamed file; only libfuse >= 3.17 passes it on. */
+static void vd_tmpfile(fuse_req_t req, fuse_ino_t parent, mode_t mode,
+		       struct fuse_file_info *fi)
+{
+	struct vd_drive *d = DRIVE(req);
+	struct vd_ctx c;
+	struct vd_file vf;
+	struct stat st;
+	vd_node_t node = 0;
+	fuse_ino_t undo = 0;
+	int r;
+
+	GATE(d, req);
+
+	if (!d->ops.tmpfile) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	mkctx(&c, req);
+	from_fi(&vf, fi);
+	vf.keep_cache = d->kernel_cache;
+	vf.direct_io = d->direct_io;
+	memset(&st, 0, sizeof(st));
+	pthread_rwlock_rdlock(&d->forget_lock);
+	r = CALL(d, d->ops.tmpfile(&c, NODE(d, parent), mode, &vf, &node, &st));
+	if (r) {
+		fuse_reply_err(req, -r);
+	} else {
+		to_fi(fi, &vf);
+		undo = reply_entry(req, d, node, &st, fi, &vf);
+	}
+	pthread_rwlock_unlock(&d->forget_lock);
+	if (undo) {
+		c.req_ = NULL;
+		if (d->ops.release)
+			CALL(d, d->ops.release(&c, node, &vf));
+		undo_entry(d, undo);
+	}
+}
+#endif
 
 static void vd_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
@@ -1074,4 +1121,7 @@ const struct fuse_lowlevel_ops vd_fuse_ops = {
 	.fallocate = vd_fallocate,
 	.copy_file_range = vd_copy_file_range,
 	.lseek = vd_lseek,
+#if FUSE_VERSION >= FUSE_MAKE_VERSION(3, 17)
+	.tmpfile = vd_tmpfile,
+#endif
 };
