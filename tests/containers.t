@@ -179,6 +179,53 @@ err=$("$VDRIVE" mount mem: /x --container "$G" 2>&1)
 ok $? "a gVisor sandbox process is refused by PID, naming the runtime" || diag "$err"
 kill $G
 
+# ---- docker:NAME against a stand-in Engine API (chunked HTTP/1.1) ----
+python3 - "$VD_TMP/fake-docker.sock" "$B" <<'PYEOF' &
+import json, os, socket, sys
+path, pid = sys.argv[1], int(sys.argv[2])
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(path)
+srv.listen(8)
+for _ in range(4):
+    c, _ = srv.accept()
+    req = c.recv(4096).decode()
+    name = req.split()[1].split("/")[2]
+    rt = "runsc" if name == "sandboxed" else "runc"
+    body = json.dumps({"Id": "abc", "Name": "/" + name, "State": {
+        "Running": True, "Pid": pid}, "HostConfig": {"Runtime": rt},
+        "Pad": "x" * 9000}).encode()
+    if name == "missing":
+        c.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}")
+    else:
+        out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        for i in range(0, len(body), 4000):
+            part = body[i:i + 4000]
+            out += b"%x\r\n" % len(part) + part + b"\r\n"
+        c.sendall(out + b"0\r\n\r\n")
+    c.close()
+PYEOF
+FAKE=$!
+disown
+for _ in $(seq 50); do [ -S "$VD_TMP/fake-docker.sock" ] && break; sleep 0.1; done
+out=$(DOCKER_HOST=unix://$VD_TMP/fake-docker.sock "$VDRIVE" mount mem: /mnt/dk \
+	--container docker:web --name dk 2>&1)
+PD=$(drive_pid dk)
+[ -n "$PD" ] && VD_PIDS+=("$PD")
+mounted_in "$B" /mnt/dk && "$VDRIVE" list | grep -qE "^dk .* docker:web "
+ok $? "docker:NAME resolved through a chunked Engine API answer" || diag "$out"
+DOCKER_HOST=unix://$VD_TMP/fake-docker.sock "$VDRIVE" unmount --container docker:web \
+	>/dev/null 2>&1 && ! mounted_in "$B" /mnt/dk
+ok $? "vdrive unmount --container docker:NAME"
+err=$(DOCKER_HOST=unix://$VD_TMP/fake-docker.sock "$VDRIVE" mount mem: /mnt/dk \
+	--container docker:sandboxed 2>&1)
+[ $? != 0 ] && grep -q "gVisor" <<<"$err"
+ok $? "a runsc container is refused by docker:NAME, naming gVisor" || diag "$err"
+err=$(DOCKER_HOST=unix://$VD_TMP/fake-docker.sock "$VDRIVE" mount mem: /mnt/dk \
+	--container docker:missing 2>&1)
+[ $? != 0 ] && grep -q "no Docker container named 'missing'" <<<"$err"
+ok $? "an unknown container is refused with a clear message" || diag "$err"
+kill $FAKE 2>/dev/null
+
 # ---- unmount by container ----
 new_ct
 C=$CT
