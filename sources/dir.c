@@ -1304,7 +1304,7 @@ static int open_root(struct dir_src *s, const char *path, char *err,
 {
 	union dir_fh h;
 	struct stat st;
-	int mnt_id;
+	int mnt_id, fd;
 
 	s->root.fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (s->root.fd < 0) {
@@ -1342,6 +1342,19 @@ static int open_root(struct dir_src *s, const char *path, char *err,
 		return -e;
 	}
 	s->nmounts = 1;
+	fd = open_by_handle_at(s->mounts[0].fd, &h.h, O_PATH | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(
+			err, errlen,
+			e == EPERM
+				? "dir: %s: reopening files by handle needs "
+				  "CAP_DAC_READ_SEARCH (run as root)"
+				: "dir: %s: cannot reopen files by handle (%s)",
+			path, strerror(e));
+		return -e;
+	}
+	close(fd);
 	return 0;
 }
 
