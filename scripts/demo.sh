@@ -31,7 +31,7 @@ sqlite:*)
 	"$VDRIVE" unmount demo
 	trap - EXIT
 	echo "+ the files live in $DB:"
-	sqlite3 "$DB" -A -t 2>/dev/null | head -20 || true
+	sqlite3 -header -column "$DB" "SELECT name, mode, sz FROM sqlar ORDER BY name" | head -20
 	echo "+ mounted again, the data is still there:"
 	"$VDRIVE" mount "$SRC" "$MNT" --name demo
 	trap '"$VDRIVE" unmount demo' EXIT
