@@ -2354,6 +2354,17 @@ static int set_paths(struct sq *s, const char *arg)
 	return s->dir ? 0 : -ENOMEM;
 }
 
+/* Make a new file's name in dir durable (SQLite syncs only its WAL's). */
+static void sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
 /* Open the database at s->path, after the checks; sets up the rest. */
 static int open_db(struct sq *s, char *err, size_t errlen)
 {
@@ -2376,6 +2387,7 @@ static int open_db(struct sq *s, char *err, size_t errlen)
 		r = create_schema(s, err, errlen);
 		if (r)
 			return r;
+		sync_dir(s->dir);
 	}
 	r = exec_sql(s,
 		     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
