@@ -42,9 +42,10 @@
 #endif
 
 #define MAX_CLIENTS 256
-#define MAX_PER_NS 16	   /* drives one namespace may hold */
-#define MAX_CONN_PER_NS 32 /* connections: one namespace cannot starve others  \
-			    */
+/* Drives one namespace may hold, and connections it may open (so one
+ * container cannot starve the others). */
+#define MAX_PER_NS 16
+#define MAX_CONN_PER_NS 32
 #define LINE_MAX_ 4096
 #define CHILD_TIMEOUT_MS 5000
 
@@ -546,8 +547,12 @@ static void accept_client(int lfd)
 	c->uid = cred.uid;
 	c->gid = cred.gid;
 	len = sizeof(c->pidfd);
+	/* Only a kernel without SO_PEERPIDFD (before 6.5) falls back to the
+	 * pid; a peer that is already gone is turned away. */
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &c->pidfd, &len) != 0)
-		c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
+		c->pidfd = errno == ENOPROTOOPT
+				   ? (int)syscall(SYS_pidfd_open, c->pid, 0)
+				   : -1;
 	c->ns_ino = c->pidfd >= 0 ? ns_of_pid(c->pid) : 0;
 	for (int k = 0, n = 0; c->ns_ino && k < MAX_CLIENTS; k++)
 		if (clients[k] && clients[k]->ns_ino == c->ns_ino &&
