@@ -79,10 +79,14 @@ sed -i 's/"age": 31/"age": "x"/' "$M/people/1.json" 2>/dev/null
 ok $? "a bad sed -i edit fails, row unchanged"
 rm -f "$M/people/sed"*
 echo '{"name": "Cy", "age": 7}' >"$VD_TMP/new.json" &&
+	stat "$M/people.csv" >/dev/null && # cached now
 	cp "$VD_TMP/new.json" "$M/people/5.json"
 ok $? "cp of a new file inserts a row"
 [ "$(row 5)" = "5|Cy|7|" ] && [ -f "$M/people/5.json" ]
 ok $? "the new row is in the database and in the folder"
+sleep 0.3 # the poller's 100 ms, well inside the 1 s attribute cache
+[ "$(stat -c %s "$M/people.csv")" = "$(cat "$M/people.csv" | wc -c)" ]
+ok $? "after an insert through the drive, people.csv's size follows"
 rm "$M/people/5.json" && [ -z "$(row 5)" ] && [ ! -e "$M/people/5.json" ]
 ok $? "rm deletes the row"
 [ "$(cat "$M/tags/a%2Fb.json" | jq -r .name)" = "a/b" ]

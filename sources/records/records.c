@@ -1328,8 +1328,9 @@ static int save(struct rec *s, struct rec_open *h)
 	if (h->node->writer == h)
 		h->node->writer = NULL;
 	r = commit(s, h, why, sizeof(why));
-	/* A file whose insert failed must vanish: the poller drops it. */
-	if (r && h->node->pending)
+	/* A file whose insert failed must vanish, and a saved row makes the
+	 * sizes of CSV files stale: the poller tells the kernel. */
+	if (!r || h->node->pending)
 		s->rescan = 1;
 	return r;
 }
@@ -1714,6 +1715,8 @@ static int rec_unlink(const struct vd_ctx *ctx, vd_node_t parent,
 				       t.name, name, sqlite3_errmsg(s->db));
 			} else if (sqlite3_changes(s->db) != 1) {
 				r = -ENOENT;
+			} else {
+				s->rescan = 1; /* CSV files changed too */
 			}
 		}
 		sqlite3_finalize(st);
@@ -1794,6 +1797,7 @@ static int scratch_save(struct rec *s, struct rec_node *n, const char *newname,
 		r = commit(s, &h, why, sizeof(why));
 	}
 	if (!r) {
+		s->rescan = 1; /* CSV files changed too */
 		old = node_find(s, REC_ROW, n->table, newname);
 		if (old)
 			name_unhash(s, old); /* the replaced file's node */
@@ -2089,6 +2093,21 @@ static size_t collect_changes(struct rec *s, struct rec_inval **out)
 	return n;
 }
 
+/* SQLite's count of commits by other connections, or -1 on failure. */
+static sqlite3_int64 data_version(struct rec *s)
+{
+	sqlite3_stmt *st;
+	sqlite3_int64 dv = -1;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA data_version", -1, &st, NULL) ==
+	    SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			dv = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	return dv;
+}
+
 /* The poller: every poll_ms, ask SQLite whether another connection
  * committed (PRAGMA data_version) and, if so, invalidate. */
 static void *poll_thread(void *arg)
@@ -2098,8 +2117,7 @@ static void *poll_thread(void *arg)
 	pthread_mutex_lock(&s->lock);
 	while (!s->stopping) {
 		struct timespec ts;
-		sqlite3_stmt *st;
-		sqlite3_int64 dv = s->data_version;
+		sqlite3_int64 dv;
 		struct rec_inval *v = NULL;
 		size_t n = 0;
 		struct vd_drive *d;
@@ -2111,14 +2129,9 @@ static void *poll_thread(void *arg)
 		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 		if (s->stopping)
 			break;
-		if (sqlite3_prepare_v2(s->db, "PRAGMA data_version", -1, &st,
-				       NULL) == SQLITE_OK) {
-			if (sqlite3_step(st) == SQLITE_ROW)
-				dv = sqlite3_column_int64(st, 0);
-			sqlite3_finalize(st);
-		}
+		dv = data_version(s);
 		d = __atomic_load_n(&s->drive, __ATOMIC_ACQUIRE);
-		if ((dv == s->data_version && !s->rescan) || !d)
+		if ((dv == s->data_version && !s->rescan) || dv < 0 || !d)
 			continue;
 		s->data_version = dv;
 		s->rescan = 0;
@@ -2269,6 +2282,7 @@ static int rec_new(const char *arg, const struct vd_ops **ops, void **data,
 	}
 	sqlite3_busy_timeout(s->db, 5000);
 	sqlite3_exec(s->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+	s->data_version = data_version(s);
 	if (pthread_create(&s->poller, NULL, poll_thread, s) != 0) {
 		r = -EAGAIN;
 		snprintf(err, errlen,
