@@ -34,6 +34,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <linux/fs.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -1602,6 +1603,71 @@ static int case_readdir_ino(void)
 	return 0;
 }
 
+/* telldir() in a long listing, then seekdir() back: the same next entry. */
+static int check_seekdir(void)
+{
+	char want[256];
+	struct dirent *e;
+	long pos = -1;
+	DIR *d = opendir(".");
+	int i;
+
+	CHECK(d, "opendir: %s", en(errno));
+	for (i = 0; (e = readdir(d)); i++) {
+		if (i == 1000)
+			pos = telldir(d);
+		if (i == 1001)
+			snprintf(want, sizeof(want), "%s", e->d_name);
+	}
+	if (pos < 0) {
+		closedir(d);
+		return fail("fewer than 1002 entries listed");
+	}
+	seekdir(d, pos);
+	e = readdir(d);
+	if (!e || strcmp(e->d_name, want)) {
+		closedir(d);
+		return fail("after seekdir: '%s', want '%s'",
+			    e ? e->d_name : "(end)", want);
+	}
+	closedir(d);
+	return 0;
+}
+
+struct pw_arg {
+	int fd, t;
+};
+
+enum { PW_THREADS = 8, PW_BLOCK = 65536 + 512, PW_ROUNDS = 16 };
+
+/* Fill a block with bytes that say which block it is. */
+static void pw_fill(char *b, int block)
+{
+	for (int i = 0; i < PW_BLOCK; i++)
+		b[i] = (char)(block * 31 + i % 251);
+}
+
+/* One writer: its blocks, interleaved with the other threads', in order. */
+static void *pw_writer(void *p)
+{
+	struct pw_arg *a = p;
+	char *b = malloc(PW_BLOCK);
+
+	for (int r = 0; r < PW_ROUNDS; r++) {
+		int block = r * PW_THREADS + a->t;
+
+		pw_fill(b, block);
+		if (pwrite(a->fd, b, PW_BLOCK, (off_t)block * PW_BLOCK) !=
+		    PW_BLOCK) {
+			fail("thread %d: pwrite block %d: %s", a->t, block,
+			     en(errno));
+			break;
+		}
+	}
+	free(b);
+	return NULL;
+}
+
 /* Thousands of entries in one folder: all listed once, all found. */
 static int case_many_files(void)
 {
@@ -1633,6 +1699,8 @@ static int case_many_files(void)
 	}
 	closedir(d);
 	CHECK(n == N, "listed %d of %d files", n, N);
+	if (check_seekdir())
+		return -1;
 	for (i = N - 1; i >= 0; i -= 7) {
 		snprintf(name, sizeof(name), "file-%05d", i);
 		OK(stat(name, &st));
@@ -1677,6 +1745,49 @@ static int case_deep_tree(void)
 	return 0;
 }
 
+/*
+ * Eight threads write interleaved blocks of one file at once, each write
+ * growing it; every block must read back whole, none lost or torn.
+ */
+static int case_threads_one_file(void)
+{
+	struct pw_arg args[PW_THREADS];
+	pthread_t tid[PW_THREADS];
+	char *want = malloc(PW_BLOCK), *got = malloc(PW_BLOCK);
+	struct stat st;
+	int fd, i;
+
+	fd = OK(open("shared", O_RDWR | O_CREAT, 0644));
+	for (i = 0; i < PW_THREADS; i++) {
+		args[i].fd = fd;
+		args[i].t = i;
+		CHECK(pthread_create(&tid[i], NULL, pw_writer, &args[i]) == 0,
+		      "pthread_create");
+	}
+	for (i = 0; i < PW_THREADS; i++)
+		pthread_join(tid[i], NULL);
+	if (res->status == PC_FAIL)
+		return -1;
+	OK(fstat(fd, &st));
+	CHECK(st.st_size == (off_t)PW_THREADS * PW_ROUNDS * PW_BLOCK,
+	      "size %ld, want %ld", (long)st.st_size,
+	      (long)PW_THREADS * PW_ROUNDS * PW_BLOCK);
+	close(fd);
+	fd = OK(open("shared", O_RDONLY));
+	for (i = 0; i < PW_THREADS * PW_ROUNDS; i++) {
+		pw_fill(want, i);
+		CHECK(pread(fd, got, PW_BLOCK, (off_t)i * PW_BLOCK) ==
+				      PW_BLOCK &&
+			      memcmp(got, want, PW_BLOCK) == 0,
+		      "block %d (by thread %d) lost or torn", i,
+		      i % PW_THREADS);
+	}
+	close(fd);
+	free(want);
+	free(got);
+	return 0;
+}
+
 struct pc_case {
 	const char *name;
 	int (*fn)(void);
@@ -1705,6 +1816,7 @@ static const struct pc_case cases[] = {
 	{"hardlink", case_hardlink, 0},
 	{"symlink", case_symlink, 0},
 	{"rw_pattern", case_rw_pattern, 0},
+	{"threads_one_file", case_threads_one_file, 0},
 	{"sparse", case_sparse, 0},
 	{"seek_data_hole", case_seek_data_hole, 0},
 	{"truncate", case_truncate, 0},
