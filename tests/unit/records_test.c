@@ -515,6 +515,30 @@ int main(void)
 	   "outside changes are read");
 
 	ops->destroy(data);
+
+	/* Option ro: everything reads, nothing writes. */
+	snprintf(spec, sizeof(spec), "%s,ro", dbpath);
+	r = src->open(spec, &ops, &data, err, sizeof(err));
+	ok(r == 0, "opens with ro (%s)", err);
+	if (!r) {
+		struct vd_file fi = {.flags = O_WRONLY, .backing_fd = -1};
+		struct stat st;
+		vd_node_t c;
+
+		ctx.data = data;
+		people = lookup(VD_ROOT, "people");
+		n = lookup(people, "1.json");
+		ok(n && slurp(n, buf, sizeof(buf)) == 0 &&
+			   ops->open(&ctx, n, &fi) == -EROFS &&
+			   ops->create(&ctx, people, "9.json", S_IFREG | 0644,
+				       &fi, &c, &st) == -EROFS &&
+			   ops->unlink(&ctx, people, "1.json") == -EROFS &&
+			   ops->getattr(&ctx, n, NULL, &st) == 0 &&
+			   (st.st_mode & 0222) == 0,
+		   "ro: reads work; open for writing, create and unlink: "
+		   "EROFS; no write bits");
+		ops->destroy(data);
+	}
 	sqlite3_close(db);
 	unlink(dbpath);
 	snprintf(spec, sizeof(spec), "%s-wal", dbpath);
