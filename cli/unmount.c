@@ -110,7 +110,7 @@ int cmd_unmount(int argc, char **argv)
 {
 	struct find f = { 0 };
 	char mp[PATH_MAX];
-	bool have_rec;
+	bool have_rec, in_ct;
 
 	if (argc >= 3 && !strcmp(argv[1], "--container"))
 		return cli_container_unmount(argv[2], argc == 5 &&
@@ -133,16 +133,20 @@ int cmd_unmount(int argc, char **argv)
 		return 1;
 	}
 
+	/* A drive in a container: its path means nothing on the host, and
+	 * the drive process unmounts it there; never touch the host's. */
+	in_ct = have_rec && f.rec.container[0];
 	if (have_rec && cli_pid_alive(f.rec.pid)) {
 		kill(f.rec.pid, SIGTERM);
 		if (!wait_gone(f.rec.pid, 5000)) {
 			/* Hung: cut it off, then it can be killed. */
-			abort_connection(mp);
+			if (!in_ct)
+				abort_connection(mp);
 			kill(f.rec.pid, SIGKILL);
 			wait_gone(f.rec.pid, 2000);
 		}
 	}
-	if (cli_is_mountpoint(mp) && umount2(mp, 0) != 0) {
+	if (!in_ct && cli_is_mountpoint(mp) && umount2(mp, 0) != 0) {
 		abort_connection(mp);
 		if (umount2(mp, 0) != 0 && umount2(mp, MNT_DETACH) != 0) {
 			cli_err("cannot unmount %s: %s", mp, strerror(errno));

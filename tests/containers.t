@@ -238,6 +238,17 @@ PC1=$(drive_pid cc1) PC2=$(drive_pid cc2)
 	! _vd_alive "$PC1" && ! _vd_alive "$PC2"
 ok $? "vdrive unmount --container PID stops both"
 
+# The host has its own mount at the same path: unmounting the container's
+# drive by that path must leave the host's alone.
+vd_scratch tmpfs "$VD_TMP/same"
+new_ct
+S=$CT
+"$VDRIVE" mount mem: "$VD_TMP/same" --container "$S" --name same >/dev/null 2>&1 &&
+	"$VDRIVE" unmount "$VD_TMP/same" >/dev/null 2>&1 &&
+	vd_mounted "$VD_TMP/same" && ! grep -q " $VD_TMP/same .* fuse" "/proc/$S/mountinfo"
+ok $? "vdrive unmount PATH of a container drive leaves the host's mount at PATH"
+kill "$S"
+
 # ---- the container ends ----
 NSA=$(ns_of "$A")
 kill "$A"
