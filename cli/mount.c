@@ -42,7 +42,9 @@ const char usage_mount[] =
 	"                 if missing; only that container may use the drive,\n"
 	"                 and the drive ends when the container does\n"
 	"  --allow REF    also admit `host` or another container (repeatable)\n"
-	"  --docker-host unix:///PATH  the Docker socket (default $DOCKER_HOST)\n";
+	"  --docker-host unix:///PATH  the Docker socket (default $DOCKER_HOST)\n"
+	"  -o isolate     admit callers from this mount namespace only (for a\n"
+	"                 drive a privileged container mounts itself)\n";
 
 struct mount_args {
 	const char *spec;
