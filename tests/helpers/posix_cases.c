@@ -1030,7 +1030,11 @@ static int case_xattr(void)
 	return 0;
 }
 
-/* utimensat keeps nanoseconds; write moves mtime/ctime; chmod moves ctime. */
+/*
+ * utimensat keeps nanoseconds; write moves mtime/ctime; chmod moves ctime;
+ * creating, removing and renaming entries move the folders' mtime; rename
+ * and link move the file's ctime (as ext4 does), not its mtime.
+ */
 static int case_timestamps(void)
 {
 	struct timespec ts[2] = {{1000000000, 123456789},
@@ -1091,6 +1095,41 @@ static int case_timestamps(void)
 	OK(stat("d", &a));
 	CHECK(a.st_mtim.tv_sec > now.tv_sec - 10,
 	      "creating an entry did not move the folder's mtime");
+	OK(mkdir("e", 0755));
+	OK(utimensat(AT_FDCWD, "d", ts, 0));
+	OK(unlink("d/new"));
+	OK(stat("d", &a));
+	CHECK(a.st_mtim.tv_sec > now.tv_sec - 10,
+	      "removing an entry did not move the folder's mtime");
+	if (put("d/f", "x", 1))
+		return -1;
+	OK(utimensat(AT_FDCWD, "d", ts, 0));
+	OK(utimensat(AT_FDCWD, "e", ts, 0));
+	OK(utimensat(AT_FDCWD, "d/f", ts, 0));
+	OK(stat("d/f", &b));
+	tick();
+	OK(rename("d/f", "e/f"));
+	OK(stat("d", &a));
+	CHECK(a.st_mtim.tv_sec > now.tv_sec - 10,
+	      "rename did not move the source folder's mtime");
+	OK(stat("e", &a));
+	CHECK(a.st_mtim.tv_sec > now.tv_sec - 10,
+	      "rename did not move the target folder's mtime");
+	OK(stat("e/f", &a));
+	CHECK(a.st_mtim.tv_sec == ts[1].tv_sec,
+	      "rename moved the file's mtime");
+	CHECK(a.st_ctim.tv_sec > b.st_ctim.tv_sec ||
+		      (a.st_ctim.tv_sec == b.st_ctim.tv_sec &&
+		       a.st_ctim.tv_nsec > b.st_ctim.tv_nsec),
+	      "rename did not move the file's ctime");
+	b = a;
+	tick();
+	OK(link("e/f", "e/g"));
+	OK(stat("e/f", &a));
+	CHECK(a.st_ctim.tv_sec > b.st_ctim.tv_sec ||
+		      (a.st_ctim.tv_sec == b.st_ctim.tv_sec &&
+		       a.st_ctim.tv_nsec > b.st_ctim.tv_nsec),
+	      "link did not move the file's ctime");
 	return 0;
 }
 
