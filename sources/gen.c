@@ -830,6 +830,47 @@ static int gen_statfs(const struct vd_ctx *ctx, vd_node_t node,
 	return 0;
 }
 
+/* The drive is read-only: changes fail as on a read-only mount. */
+static int gen_setattr(const struct vd_ctx *ctx, vd_node_t node,
+		       struct stat *st, int to_set, struct vd_file *fi)
+{
+	(void)ctx, (void)node, (void)st, (void)to_set, (void)fi;
+	return -EROFS;
+}
+
+static int gen_create(const struct vd_ctx *ctx, vd_node_t parent,
+		      const char *name, mode_t mode, struct vd_file *fi,
+		      vd_node_t *node, struct stat *st)
+{
+	(void)ctx, (void)parent, (void)name, (void)mode, (void)fi;
+	(void)node, (void)st;
+	return -EROFS;
+}
+
+static int gen_mkdir(const struct vd_ctx *ctx, vd_node_t parent,
+		     const char *name, mode_t mode, vd_node_t *node,
+		     struct stat *st)
+{
+	(void)ctx, (void)parent, (void)name, (void)mode, (void)node, (void)st;
+	return -EROFS;
+}
+
+static int gen_unlink(const struct vd_ctx *ctx, vd_node_t parent,
+		      const char *name)
+{
+	(void)ctx, (void)parent, (void)name;
+	return -EROFS;
+}
+
+static int gen_rename(const struct vd_ctx *ctx, vd_node_t parent,
+		      const char *name, vd_node_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	(void)ctx, (void)parent, (void)name, (void)newparent, (void)newname;
+	(void)flags;
+	return -EROFS;
+}
+
 static const struct vd_ops gen_ops = {
 	.flags = VD_OPS_THREAD_SAFE,
 	.destroy = gen_destroy,
@@ -840,6 +881,12 @@ static const struct vd_ops gen_ops = {
 	.read = gen_read,
 	.release = gen_release,
 	.statfs = gen_statfs,
+	.setattr = gen_setattr,
+	.create = gen_create,
+	.mkdir = gen_mkdir,
+	.unlink = gen_unlink,
+	.rmdir = gen_unlink,
+	.rename = gen_rename,
 };
 
 static int gen_new(const char *arg, const struct vd_ops **ops, void **data,

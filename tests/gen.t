@@ -83,8 +83,11 @@ wait $slow
 [ $ms -lt 500 ]
 ok $? "another file reads in $ms ms while a generator hangs"
 
-! echo x 2>/dev/null >"$M/who"
-ok $? "the drive is read-only"
+! echo x 2>/dev/null >"$M/who" &&
+	touch "$M/new" 2>&1 | grep -q "Read-only file system" &&
+	rm "$M/who" 2>&1 | grep -q "Read-only file system" &&
+	mkdir "$M/d" 2>&1 | grep -q "Read-only file system"
+ok $? "the drive is read-only: EROFS for writes, creates, rm, mkdir"
 
 vd_umount "$M"
 ok $? "vdrive unmount"
