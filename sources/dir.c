@@ -22,10 +22,19 @@
  *    always pay it). The two calls are not atomic against someone
  *    renaming in the backing folder behind our back; a later lookup of
  *    the inode replaces a handle that differs.
- *  - Listing hands back node 0 with the type and inode number from
- *    getdents64, so a plain listing costs one getdents64 per buffer and
- *    creates no nodes; offsets are the backing file system's d_off, which
- *    stay valid while the folder changes.
+ *  - A plain listing hands back node 0 with the type and inode number
+ *    from getdents64: one getdents64 per buffer, no node made. Only when
+ *    the kernel asks for READDIRPLUS (vd_file.readdirplus: `ls -l`) does
+ *    each entry get its node and attributes, which saves a LOOKUP round
+ *    trip per entry. Offsets are the backing file system's d_off, which
+ *    stay valid while the folder changes; the kernel may cache listings.
+ *  - Measured (loop ext4, 20,000 files, 2 busy cores, best of several):
+ *    create+close+stat 22-25k/s against 70-105k/s native; unlink 29-36k/s
+ *    against 175k/s; listing 2.1M entries/s against 4.4M/s; every one
+ *    of those is bound by FUSE round trips, not by this file (perf: under
+ *    3% of the serving process in it). A lookup or getattr of a file
+ *    whose descriptor is not cached costs one open_by_handle_at more;
+ *    25,000 files looked up and stat'ed keep ~1,030 descriptors open.
  *  - Ownership: creating syscalls run with the caller's fsuid/fsgid on
  *    the serving thread (raw setfsuid/setfsgid are per thread), so the
  *    backing file system applies its own setgid-folder rules. Each
