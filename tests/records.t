@@ -7,8 +7,8 @@
 vd_init records
 
 if ! vd_have_source records || ! command -v sqlite3 >/dev/null ||
-	! command -v python3 >/dev/null; then
-	echo "1..0 # SKIP needs vdrive with records:, sqlite3 and python3"
+	! command -v perl >/dev/null; then
+	echo "1..0 # SKIP needs vdrive with records:, sqlite3 and perl"
 	_vd_done=1
 	exit 0
 fi
@@ -25,20 +25,20 @@ INSERT INTO people VALUES(1, 'Ann', 30, 'ann@x'), (2, 'Bob', NULL, 'bob@x');
 CREATE TABLE tags(name TEXT PRIMARY KEY, n INT);
 INSERT INTO tags VALUES('a/b', 1);" >/dev/null
 
-# w FILE TEXT: write TEXT to FILE and close it; prints "ok" or the errno
-# name that write or close gave.
+# w FILE TEXT: write TEXT to FILE (one write) and close it; prints "ok"
+# or the name of the errno that open, write or close gave.
 w() {
-	python3 -c '
-import errno, os, sys
-try:
-    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.write(fd, sys.argv[2].encode())
-    os.close(fd)
-    print("ok")
-except OSError as e:
-    print(errno.errorcode[e.errno])' "$@"
+	perl -MPOSIX -MErrno -e '
+		sub fail { print((grep { $!{$_} } keys %!)[0], "\n"); exit }
+		my $fd = POSIX::open($ARGV[0], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		fail() unless defined $fd;
+		fail() unless defined POSIX::write($fd, $ARGV[1], length $ARGV[1]);
+		fail() unless defined POSIX::close($fd);
+		print "ok\n"' "$@"
 }
-row() { sqlite3 "$DB" "SELECT * FROM people WHERE id = $1"; }
+# sql TEXT: the sqlite3 shell on the database, waiting out locks.
+sql() { sqlite3 -cmd ".timeout 5000" "$DB" "$@"; }
+row() { sql "SELECT * FROM people WHERE id = $1"; }
 
 vd_mount "records:$DB,csv" "$M"
 ok $? "vdrive mount records:DB,csv" || done_testing
@@ -54,13 +54,11 @@ ok $? "a file per row, named by its key"
   "email": "ann@x"
 }' ]
 ok $? "a row reads as a JSON object"
-jq -e '.name == "Ann" and .age == 30' "$M/people/1.json" >/dev/null
-ok $? "jq reads it"
 
 # Round trips with ordinary tools.
-jq '.age = 31 | .name = "Ann B"' "$M/people/1.json" >"$VD_TMP/edit.json" &&
+sed 's/"age": 30/"age": 31/; s/"Ann"/"Ann B"/' "$M/people/1.json" >"$VD_TMP/edit.json" &&
 	cp "$VD_TMP/edit.json" "$M/people/1.json"
-ok $? "jq + cp edit a row"
+ok $? "sed + cp edit a row"
 [ "$(row 1)" = "1|Ann B|31|ann@x" ]
 ok $? "the sqlite3 shell sees the edit"
 sed -i 's/"Ann B"/"Ann S"/' "$M/people/1.json"
@@ -89,7 +87,7 @@ sleep 0.3 # the poller's 100 ms, well inside the 1 s attribute cache
 ok $? "after an insert through the drive, people.csv's size follows"
 rm "$M/people/5.json" && [ -z "$(row 5)" ] && [ ! -e "$M/people/5.json" ]
 ok $? "rm deletes the row"
-[ "$(cat "$M/tags/a%2Fb.json" | jq -r .name)" = "a/b" ]
+grep -q '"name": "a/b"' "$M/tags/a%2Fb.json"
 ok $? "a key with '/' is the file a%2Fb.json"
 printf 'id,name,age,email\r\n1,Ann B,31,ann@x\r\n2,Bob,,bob@x\r\n' |
 	cmp -s - "$M/people.csv"
@@ -128,7 +126,7 @@ ok $? "each failure is logged with its reason"
 stat "$M/people/1.json" "$M/people/2.json" >/dev/null
 ls "$M/people" >/dev/null
 size_before=$(stat -c %s "$M/people/1.json")
-sqlite3 "$DB" "UPDATE people SET name = 'Ann with a much longer name' WHERE id = 1;
+sql "UPDATE people SET name = 'Ann with a much longer name' WHERE id = 1;
 	DELETE FROM people WHERE id = 2; INSERT INTO people(id, name) VALUES (9, 'Outside');"
 t0=$(date +%s%N)
 seen=0
@@ -143,28 +141,36 @@ done
 ms=$((($(date +%s%N) - t0) / 1000000))
 [ $seen = 1 ] && [ $ms -lt 700 ]
 ok $? "outside update, delete and insert visible after $ms ms (size, stat, lookup)"
-jq -e '.name == "Ann with a much longer name"' "$M/people/1.json" >/dev/null
+grep -q '"name": "Ann with a much longer name"' "$M/people/1.json"
 ok $? "the new content reads in full"
 ls "$M/people" | tr '\n' ' ' | grep -qx "1.json 9.json "
 ok $? "the listing follows"
 grep -q "^9,Outside," "$M/people.csv"
 ok $? "the CSV follows"
 
-# Control: with polling slowed down, the same change stays invisible for
-# a while, which shows the invalidation above is what made it prompt.
+# Control, for information: with polling slowed down, the kernel's caches
+# keep a deleted row visible for a while, which shows the invalidation
+# above is what made the change prompt. Cache eviction is the kernel's to
+# decide, so this is a note, not a test.
 M2=$VD_TMP/m2
 vd_mount "records:$DB,poll=60000" "$M2"
 ok $? "second mount with poll=60000"
-stat "$M2/people/9.json" >/dev/null
-sqlite3 "$DB" "DELETE FROM people WHERE id = 9"
+t0=$(date +%s%N)
+stat "$M2/people/9.json" >/dev/null && sql "DELETE FROM people WHERE id = 9" &&
+	[ -z "$(row 9)" ]
+ok $? "control: row 9 looked up, then deleted outside"
 sleep 0.2
-stat "$M2/people/9.json" >/dev/null 2>&1
-ok $? "control: without polling, a deleted row is still cached after 0.2 s"
+ms=$((($(date +%s%N) - t0) / 1000000))
+if stat "$M2/people/9.json" >/dev/null 2>&1; then
+	diag "note: control: without polling, the deleted row was still visible after $ms ms"
+else
+	diag "note: control: without polling, the deleted row was gone after $ms ms (evicted)"
+fi
 vd_umount "$M2"
 ok $? "unmount the control drive"
 
 vd_umount "$M"
 ok $? "vdrive unmount"
-[ "$(sqlite3 "$DB" "PRAGMA integrity_check")" = ok ]
+[ "$(sql "PRAGMA integrity_check")" = ok ]
 ok $? "the database passes integrity_check"
 done_testing
