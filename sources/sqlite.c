@@ -75,6 +75,7 @@ enum {
 	S_DELX,
 	S_LISTX,
 	S_ORPHANS,
+	S_FREELIST,
 	S_COUNT
 };
 
@@ -129,6 +130,8 @@ static const char *const sq_sql[S_COUNT] = {
 	[S_DELX] = "DELETE FROM xattrs WHERE ino=?1 AND name=?2",
 	[S_LISTX] = "SELECT name FROM xattrs WHERE ino=?1 ORDER BY name",
 	[S_ORPHANS] = "SELECT ino FROM inodes WHERE nlink=0 AND ino<>1",
+	[S_FREELIST] = "SELECT freelist_count * page_size"
+		       " FROM pragma_freelist_count, pragma_page_size",
 };
 
 /*
@@ -269,9 +272,23 @@ static struct timespec ns_ts(int64_t ns)
 	return ts;
 }
 
-/* Turn an SQLite result code into -errno, logging the unexpected. */
+/*
+ * Turn an SQLite result code into -errno, logging the unexpected. Some
+ * errors (SQLITE_FULL, I/O errors) make SQLite roll back the whole open
+ * transaction: then say so, and forget the chunks held in memory, which
+ * may belong to files that no longer exist.
+ */
 static int sq_err(struct sq *s, int rc)
 {
+	if (s->in_txn && sqlite3_get_autocommit(s->db)) {
+		s->in_txn = false;
+		for (int i = 0; i < SQ_SLOTS; i++)
+			s->slot[i].ino = 0;
+		fprintf(stderr,
+			"sqlite:%s: %s: SQLite rolled back the transaction; "
+			"changes since the last commit are lost\n",
+			s->path, sqlite3_errmsg(s->db));
+	}
 	switch (rc & 0xff) {
 	case SQLITE_FULL:
 		return -ENOSPC;
@@ -442,25 +459,91 @@ static int sq_commit(struct sq *s)
 }
 
 /* Start a callback: take the lock and make sure a transaction is open. */
-static int sq_enter(struct sq *s)
+static int sq_begin(struct sq *s)
 {
 	int rc;
 
-	pthread_mutex_lock(&s->lock);
-	s->last_op = mono_ms();
 	if (s->in_txn)
 		return 0;
 	rc = sqlite3_step(s->stmt[S_BEGIN]);
 	sqlite3_reset(s->stmt[S_BEGIN]);
-	if (rc != SQLITE_DONE) {
-		rc = sq_err(s, rc);
-		pthread_mutex_unlock(&s->lock);
-		return rc;
-	}
+	if (rc != SQLITE_DONE)
+		return sq_err(s, rc);
 	s->in_txn = true;
-	s->txn_start = s->last_op;
+	s->txn_start = mono_ms();
 	s->txn_bytes = 0;
 	return 0;
+}
+
+static int sq_enter(struct sq *s)
+{
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	s->last_op = mono_ms();
+	r = sq_begin(s);
+	if (r)
+		pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* Bytes of free pages inside the database file (reused before it grows). */
+static uint64_t free_pages(struct sq *s)
+{
+	sqlite3_stmt *q = s->stmt[S_FREELIST];
+	uint64_t n = 0;
+
+	if (sqlite3_step(q) == SQLITE_ROW)
+		n = sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+	return n;
+}
+
+/*
+ * Before storing more bytes: is there room for them and for the open
+ * transaction's in the WAL, on top of what the WAL file already holds,
+ * and then in the database (free pages first)? If not, commit, copy the
+ * WAL into the database and empty it, and look again; -ENOSPC if there
+ * still is not room. Running out of space inside SQLite would roll back
+ * the whole open transaction instead.
+ */
+static int make_room(struct sq *s, uint64_t bytes)
+{
+	uint64_t pending, need, inside;
+	char path[PATH_MAX];
+	struct statvfs v;
+	struct stat wal;
+	int r;
+
+	for (int pass = 0; pass < 2; pass++) {
+		if (statvfs(s->path, &v))
+			return 0;
+		/* Pages take up to 5/4 of the bytes they hold (cells, index
+		 * and b-tree pages); 8 MiB stay for metadata changes. */
+		pending = (s->txn_bytes + bytes) / 4 * 5;
+		inside = free_pages(s);
+		need = pending + (8u << 20);
+		if (pending > inside)
+			need += pending - inside;
+		snprintf(path, sizeof(path), "%s-wal", s->path);
+		if (!stat(path, &wal))
+			need += wal.st_size;
+		if ((uint64_t)v.f_bavail * v.f_frsize >= need)
+			return 0;
+		if (pass == 0) {
+			r = sq_commit(s);
+			if (!r)
+				sqlite3_wal_checkpoint_v2(
+					s->db, NULL,
+					SQLITE_CHECKPOINT_TRUNCATE, NULL,
+					NULL);
+			if (!r)
+				r = sq_begin(s);
+			if (r)
+				return r;
+		}
+	}
+	return -ENOSPC;
 }
 
 /* End a callback: commit if the transaction is old or big, unlock. */
@@ -1639,6 +1722,9 @@ static int do_write(struct sq *s, vd_node_t node, const char *buf, size_t size,
 		return r;
 	if (size == 0)
 		return 0;
+	r = make_room(s, size);
+	if (r)
+		return r;
 	r = write_content(s, &a, buf, size, off);
 	if (r)
 		return r;
@@ -1693,6 +1779,9 @@ static int64_t do_copy(struct sq *s, vd_node_t in, off_t off_in, vd_node_t out,
 	if (in == out && off_in < off_out + (off_t)len &&
 	    off_out < off_in + (off_t)len)
 		return -EINVAL; /* overlapping ranges of one file */
+	r = make_room(s, len);
+	if (r)
+		return r;
 	buf = malloc(s->cs);
 	if (!buf)
 		return -ENOMEM;
@@ -2036,7 +2125,9 @@ static int do_fallocate(struct sq *s, vd_node_t node, int mode, off_t off,
 		a.mtime = a.ctime = now_ns();
 	}
 	if (!(mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))) {
-		r = alloc_range(s, &a, off, len);
+		r = make_room(s, len);
+		if (!r)
+			r = alloc_range(s, &a, off, len);
 		if (r)
 			return r;
 	}
@@ -2392,6 +2483,7 @@ static int open_db(struct sq *s, char *err, size_t errlen)
 	r = exec_sql(s,
 		     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 		     " PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"
+		     " PRAGMA secure_delete=OFF;"
 		     " PRAGMA mmap_size=1073741824;"
 		     " PRAGMA journal_size_limit=67108864;"
 		     " PRAGMA wal_autocheckpoint=0",

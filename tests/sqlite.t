@@ -126,6 +126,30 @@ out=$("$VDRIVE" mount "sqlite:$fs/other.db" "$M" 2>&1)
 	[ "$(md5sum <"$fs/other.db")" = "$sum" ]
 ok $? "another SQLite database is refused, untouched ($out)"
 
+# --- A full disk: writes fail with ENOSPC, nothing is lost, deleting
+# frees room again. ---
+small=$VD_TMP/small
+mkdir -p "$small" && mount -t tmpfs -o size=40m tmpfs "$small" && VD_MOUNTS+=("$small")
+if vd_mount "sqlite:$small/s.db" "$M" --name sqfull; then
+	echo keep >"$M/keep" && sync "$M/keep"
+	full_ok=0
+	for i in 1 2 3; do
+		dd if=/dev/zero of="$M/big" bs=1M count=100 2>"$VD_TMP/dd.err" &&
+			full_ok=1
+		grep -q "No space left" "$VD_TMP/dd.err" || full_ok=1
+		rm "$M/big" && echo "after$i" >"$M/after$i" && sync "$M/after$i" ||
+			full_ok=1
+	done
+	[ $full_ok = 0 ]
+	ok $? "filling a 40 MiB disk three times: ENOSPC, then rm and a new file work"
+	vd_umount "$M"
+	integrity "$small/s.db" &&
+		[ "$(sqlite3 "$small/s.db" "SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlar ORDER BY name)")" = "after1 after2 after3 keep" ]
+	ok $? "after a full disk: integrity_check ok, every file that was kept is there"
+else
+	ok 1 "mount on a 40 MiB disk"
+fi
+
 # --- SIGKILL in the middle of heavy writes. ---
 rounds=20
 [ "$VD_QUICK" = 1 ] && rounds=5
