@@ -235,6 +235,7 @@ struct sq {
 	bool in_txn;
 	int64_t txn_start, last_op; /* monotonic ms */
 	uint64_t txn_bytes;
+	int64_t room; /* bytes make_room may let through before it looks again */
 	struct sq_open *open[SQ_OPEN_BUCKETS];
 };
 
@@ -509,12 +510,17 @@ static uint64_t free_pages(struct sq *s)
  */
 static int make_room(struct sq *s, uint64_t bytes)
 {
-	uint64_t pending, need, inside;
+	uint64_t pending, need, inside, have;
 	char path[PATH_MAX];
 	struct statvfs v;
 	struct stat wal;
 	int r;
 
+	/* Far from full: look again only once a third of the slack is used
+	 * (data takes room twice, in the WAL and then in the database). */
+	s->room -= 3 * bytes;
+	if (s->room > 0)
+		return 0;
 	for (int pass = 0; pass < 2; pass++) {
 		if (statvfs(s->path, &v))
 			return 0;
@@ -528,8 +534,11 @@ static int make_room(struct sq *s, uint64_t bytes)
 		snprintf(path, sizeof(path), "%s-wal", s->path);
 		if (!stat(path, &wal))
 			need += wal.st_size;
-		if ((uint64_t)v.f_bavail * v.f_frsize >= need)
+		have = (uint64_t)v.f_bavail * v.f_frsize;
+		if (have >= need) {
+			s->room = (int64_t)(have - need);
 			return 0;
+		}
 		if (pass == 0) {
 			r = sq_commit(s);
 			if (!r)
