@@ -7,6 +7,7 @@
 # VDRIVE_QUICK=1: fewer seeds/ops.
 . "$(dirname "$0")/lib.sh"
 vd_init fsx
+vd_need_root "fsx"
 FSX=$VD_HELPERS/fsx
 
 if [ ! -x "$FSX" ]; then

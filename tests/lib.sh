@@ -134,6 +134,15 @@ vd_init() {
 	trap 'exit 130' INT TERM
 }
 
+# vd_need_root WHAT: end the script with one skip unless we are root
+# (mounting tmpfs, loop ext4 and drives with allow_other needs it).
+vd_need_root() {
+	if [ "$(id -u)" != 0 ]; then
+		skip "$1" "needs root (mounts tmpfs, loop ext4, drives with allow_other)"
+		done_testing
+	fi
+}
+
 # vd_mktemp NAME: a fresh folder $VD_TMP/NAME, printed.
 vd_mktemp() {
 	mkdir -p "$VD_TMP/$1" && chmod 755 "$VD_TMP/$1" && echo "$VD_TMP/$1"

@@ -6,6 +6,7 @@
 # folder on a fresh ext4.
 . "$(dirname "$0")/lib.sh"
 vd_init posix
+vd_need_root "posix cases"
 PC=$VD_HELPERS/posix_cases
 
 if [ ! -x "$PC" ]; then

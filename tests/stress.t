@@ -8,6 +8,7 @@
 # tree must read the same after a remount. VDRIVE_QUICK=1: shorter.
 . "$(dirname "$0")/lib.sh"
 vd_init stress
+vd_need_root "stress"
 MT=$VD_HELPERS/mtstress
 FSX=$VD_HELPERS/fsx
 
