@@ -63,6 +63,7 @@ static const char *dir;
 static long nops = 2000;
 static int nthreads = 16;
 static unsigned long seed = 1;
+static const char *verify; /* -V: the saved models to check against */
 static volatile int failed;
 static pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -75,8 +76,13 @@ __attribute__((format(printf, 2, 3))) static int fail(struct thread *t,
 	pthread_mutex_lock(&fail_lock);
 	if (!failed) {
 		failed = 1;
-		printf("not ok 1 - mtstress: %d threads x %ld ops (seed %lu)\n",
-		       nthreads, nops, seed);
+		if (verify)
+			printf("not ok 1 - mtstress: kept tree matches %s\n",
+			       verify);
+		else
+			printf("not ok 1 - mtstress: %d threads x %ld ops "
+			       "(seed %lu)\n",
+			       nthreads, nops, seed);
 		if (t)
 			printf("# thread %d, op %ld: ", t->id, t->ops);
 		else
@@ -557,7 +563,7 @@ static int load_models(struct thread *ts, const char *path)
  */
 int main(int argc, char **argv)
 {
-	const char *keep = NULL, *verify = NULL;
+	const char *keep = NULL;
 	struct thread *ts;
 	char path[PATH_MAX];
 	int c, r;
