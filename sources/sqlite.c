@@ -235,7 +235,8 @@ struct sq {
 	bool in_txn;
 	int64_t txn_start, last_op; /* monotonic ms */
 	uint64_t txn_bytes;
-	int64_t room; /* bytes make_room may let through before it looks again */
+	int64_t room; /* bytes make_room may let through before it looks again
+		       */
 	struct sq_open *open[SQ_OPEN_BUCKETS];
 };
 
@@ -459,7 +460,7 @@ static int sq_commit(struct sq *s)
 	return flushed;
 }
 
-/* Start a callback: take the lock and make sure a transaction is open. */
+/* Open the write transaction, unless one is open. */
 static int sq_begin(struct sq *s)
 {
 	int rc;
@@ -476,6 +477,7 @@ static int sq_begin(struct sq *s)
 	return 0;
 }
 
+/* Start a callback: take the lock and make sure a transaction is open. */
 static int sq_enter(struct sq *s)
 {
 	int r;
@@ -518,7 +520,7 @@ static int make_room(struct sq *s, uint64_t bytes)
 
 	/* Far from full: look again only once a third of the slack is used
 	 * (data takes room twice, in the WAL and then in the database). */
-	s->room -= 3 * bytes;
+	s->room -= (int64_t)(3 * bytes);
 	if (s->room > 0)
 		return 0;
 	for (int pass = 0; pass < 2; pass++) {
@@ -543,9 +545,8 @@ static int make_room(struct sq *s, uint64_t bytes)
 			r = sq_commit(s);
 			if (!r)
 				sqlite3_wal_checkpoint_v2(
-					s->db, NULL,
-					SQLITE_CHECKPOINT_TRUNCATE, NULL,
-					NULL);
+					s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+					NULL, NULL);
 			if (!r)
 				r = sq_begin(s);
 			if (r)

@@ -1,11 +1,11 @@
 #!/bin/bash
 # The sqlite: source mounted for real: files written with ordinary tools
 # are in the database as the sqlite3 shell sees it (tables, the sqlar
-# view and a copy that sqlite3 -A reads), survive a remount, bad files
-# are refused untouched, and a drive
-# killed with SIGKILL in the middle of heavy writes leaves a database that
-# passes integrity_check and holds every file that was fsynced before the
-# kill. VDRIVE_QUICK=1: 5 kill rounds instead of 20.
+# view, and a copy of it that sqlite3 -A reads); they survive a remount;
+# bad files are refused untouched; a full disk gives ENOSPC and loses
+# nothing; and a drive killed with SIGKILL in the middle of heavy writes
+# leaves a database that passes integrity_check and holds every file
+# that was fsynced before the kill. VDRIVE_QUICK=1: 5 kill rounds, not 20.
 . "$(dirname "$0")/lib.sh"
 vd_init sqlite
 
