@@ -77,9 +77,18 @@ struct rec_table {
 	int key;   /* key column, or -1: the rowid */
 };
 
+/* A cached table description. */
+struct rec_tcache {
+	struct rec_table t;
+	struct rec_tcache *next;
+};
+
 struct rec {
 	pthread_mutex_t lock;
 	sqlite3 *db;
+	sqlite3_stmt *sv_stmt; /* PRAGMA schema_version */
+	sqlite3_int64 schema_version;
+	struct rec_tcache *tcache;
 	char *path;
 	int csv, ro;
 	unsigned int poll_ms;
@@ -370,11 +379,11 @@ static void table_free(struct rec_table *t)
 }
 
 /*
- * Read what records: needs about table name. -ENOENT if there is no such
- * table, or it is one records: does not show (internal, virtual, or
- * WITHOUT ROWID with a key of several columns).
+ * Read what records: needs about table name from the schema. -ENOENT if
+ * there is no such table, or it is one records: does not show (internal,
+ * virtual, or WITHOUT ROWID with a key of several columns).
  */
-static int table_load(struct rec *s, const char *name, struct rec_table *t)
+static int table_query(struct rec *s, const char *name, struct rec_table *t)
 {
 	sqlite3_stmt *st = NULL;
 	int strict = 0, wr = 0, npk = 0, pkcol = -1, r = -ENOENT;
@@ -437,6 +446,85 @@ static int table_load(struct rec *s, const char *name, struct rec_table *t)
 	if (r)
 		table_free(t);
 	return r;
+}
+
+/* Make dst a deep copy of src. */
+static int table_copy(struct rec_table *dst, const struct rec_table *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	dst->name = strdup(src->name);
+	dst->cols = calloc((size_t)src->ncol + 1, sizeof(*dst->cols));
+	dst->aff = malloc((size_t)src->ncol + 1);
+	if (!dst->name || !dst->cols || !dst->aff) {
+		table_free(dst);
+		return -ENOMEM;
+	}
+	memcpy(dst->aff, src->aff, (size_t)src->ncol);
+	dst->key = src->key;
+	for (; dst->ncol < src->ncol; dst->ncol++) {
+		dst->cols[dst->ncol] = strdup(src->cols[dst->ncol]);
+		if (!dst->cols[dst->ncol]) {
+			table_free(dst);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static void tcache_clear(struct rec *s)
+{
+	while (s->tcache) {
+		struct rec_tcache *c = s->tcache;
+
+		s->tcache = c->next;
+		table_free(&c->t);
+		free(c);
+	}
+}
+
+/* The schema's version (PRAGMA schema_version), or -1 on failure. */
+static sqlite3_int64 schema_version(struct rec *s)
+{
+	sqlite3_int64 v = -1;
+
+	if (!s->sv_stmt &&
+	    sqlite3_prepare_v2(s->db, "PRAGMA schema_version", -1, &s->sv_stmt,
+			       NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(s->sv_stmt) == SQLITE_ROW)
+		v = sqlite3_column_int64(s->sv_stmt, 0);
+	sqlite3_reset(s->sv_stmt);
+	return v;
+}
+
+/*
+ * table_query() through a cache that holds while the schema version does,
+ * so a lookup costs one small statement instead of two schema scans.
+ */
+static int table_load(struct rec *s, const char *name, struct rec_table *t)
+{
+	sqlite3_int64 sv = schema_version(s);
+	struct rec_tcache *c;
+	int r;
+
+	if (sv < 0 || sv != s->schema_version) {
+		tcache_clear(s);
+		s->schema_version = sv;
+	}
+	for (c = s->tcache; c; c = c->next)
+		if (!strcmp(c->t.name, name))
+			return table_copy(t, &c->t);
+	r = table_query(s, name, t);
+	if (r || sv < 0)
+		return r;
+	c = calloc(1, sizeof(*c));
+	if (c && table_copy(&c->t, t) == 0) {
+		c->next = s->tcache;
+		s->tcache = c;
+	} else {
+		free(c);
+	}
+	return 0;
 }
 
 /* The key expression of t in SQL: its key column, or rowid. */
@@ -2033,6 +2121,57 @@ struct rec_inval {
 	char *name;
 };
 
+/* One prepared existence query per table, for a pass over many rows. */
+struct exist_q {
+	char *table;
+	sqlite3_stmt *st; /* NULL: the table is gone */
+};
+
+/* Whether row e still exists: 1, 0 (gone, or its table is), -1 unknown.
+ * Queries are prepared once per table and kept in *qs for the pass. */
+static int row_exists(struct rec *s, struct exist_q **qs, size_t *nq,
+		      const struct rec_node *e)
+{
+	struct exist_q *q = NULL, *nqs;
+	int r;
+
+	for (size_t i = 0; i < *nq && !q; i++)
+		if (!strcmp((*qs)[i].table, e->table))
+			q = &(*qs)[i];
+	if (!q) {
+		struct vd_jbuf sql = {0};
+		struct rec_table t;
+
+		nqs = realloc(*qs, (*nq + 1) * sizeof(**qs));
+		if (!nqs)
+			return -1;
+		*qs = nqs;
+		q = &nqs[*nq];
+		q->st = NULL;
+		q->table = strdup(e->table);
+		if (!q->table)
+			return -1;
+		(*nq)++;
+		if (table_load(s, e->table, &t) == 0) {
+			vd_jbuf_add(&sql, "SELECT 1 FROM ", 14);
+			put_ident(&sql, t.name);
+			vd_jbuf_add(&sql, " WHERE ", 7);
+			put_key(&sql, &t);
+			vd_jbuf_add(&sql, " = ?", 4);
+			if (prepare(s, &sql, &q->st))
+				q->st = NULL;
+			table_free(&t);
+		}
+		vd_jbuf_free(&sql);
+	}
+	if (!q->st)
+		return 0;
+	sqlite3_reset(q->st);
+	bind_key(q->st, 1, e);
+	r = sqlite3_step(q->st);
+	return r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : -1;
+}
+
 /*
  * Another program committed: list every node the kernel holds for
  * invalidation, and rows that no longer exist as names to drop.
@@ -2040,7 +2179,8 @@ struct rec_inval {
 static size_t collect_changes(struct rec *s, struct rec_inval **out)
 {
 	struct rec_inval *v = NULL;
-	size_t n = 0, cap = 0;
+	struct exist_q *qs = NULL;
+	size_t n = 0, cap = 0, nq = 0;
 
 	for (unsigned int b = 0; b <= REC_NBUCKETS; b++) {
 		struct rec_node *e = b == REC_NBUCKETS ? &s->root : s->byid[b];
@@ -2049,30 +2189,18 @@ static size_t collect_changes(struct rec *s, struct rec_inval **out)
 			struct rec_inval x = {e->id, 0, NULL};
 
 			if (e->kind == REC_ROW && !e->writer &&
-			    (!e->pending || !e->nopen)) {
-				struct rec_table t;
-				struct vd_jbuf j = {0};
-				struct rec_node *tn;
+			    (!e->pending || !e->nopen) &&
+			    (e->pending || row_exists(s, &qs, &nq, e) == 0)) {
 				struct vd_jbuf tname = {0};
+				struct rec_node *tn = NULL;
 
-				if (table_load(s, e->table, &t) == 0) {
-					if (e->pending ||
-					    row_json(s, &t, e, &j) == -ENOENT) {
-						esc_name(&tname, e->table,
-							 strlen(e->table));
-						tn = tname.p ? node_find(
-								       s,
-								       REC_TABLE,
-								       e->table,
-								       tname.p)
-							     : NULL;
-						x.name = strdup(e->name);
-						x.parent = tn ? tn->id : 0;
-					}
-					table_free(&t);
-				}
-				vd_jbuf_free(&j);
+				esc_name(&tname, e->table, strlen(e->table));
+				if (tname.p)
+					tn = node_find(s, REC_TABLE, e->table,
+						       tname.p);
 				vd_jbuf_free(&tname);
+				x.name = strdup(e->name);
+				x.parent = tn ? tn->id : 0;
 			}
 			if (n == cap) {
 				struct rec_inval *nv;
@@ -2081,14 +2209,19 @@ static size_t collect_changes(struct rec *s, struct rec_inval **out)
 				nv = realloc(v, cap * sizeof(*v));
 				if (!nv) {
 					free(x.name);
-					*out = v;
-					return n;
+					goto out;
 				}
 				v = nv;
 			}
 			v[n++] = x;
 		}
 	}
+out:
+	for (size_t i = 0; i < nq; i++) {
+		sqlite3_finalize(qs[i].st);
+		free(qs[i].table);
+	}
+	free(qs);
 	*out = v;
 	return n;
 }
@@ -2172,6 +2305,8 @@ static void rec_destroy(void *data)
 			node_free(n);
 		}
 	}
+	tcache_clear(s);
+	sqlite3_finalize(s->sv_stmt);
 	sqlite3_close_v2(s->db);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);

@@ -507,6 +507,16 @@ int main(void)
 		   !strcmp(q("SELECT twice FROM g WHERE id=1"), "12"),
 	   "a generated column reads, and is ignored when written back");
 
+	/* A schema change by another program is seen at once. */
+	sqlite3_exec(db, "ALTER TABLE people ADD COLUMN nick TEXT", NULL, NULL,
+		     NULL);
+	n = lookup(people, "1.json");
+	ok(n && put(n, "{\"nick\": \"Annie\"}") == 0 &&
+		   !strcmp(q("SELECT nick FROM people WHERE id=1"), "Annie") &&
+		   slurp(n, buf, sizeof(buf)) == 0 &&
+		   strstr(buf, "\"nick\": \"Annie\""),
+	   "a column added outside is read and written");
+
 	/* A change by another program is read at the next open. */
 	sqlite3_exec(db, "UPDATE people SET name='Outside' WHERE id=1", NULL,
 		     NULL, NULL);
