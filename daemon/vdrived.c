@@ -29,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fuse.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -47,6 +49,7 @@
 #define MAX_PER_NS 16
 #define MAX_CONN_PER_NS 32
 #define LINE_MAX_ 4096
+#define MAX_CLONES 64 /* cloned connections per drive */
 #define CHILD_TIMEOUT_MS 5000
 
 struct client {
@@ -63,6 +66,8 @@ struct client {
 	int ns_fd;
 	unsigned int id;
 	char path[PATH_MAX];
+	int passed_fd; /* a descriptor sent with the current request, or -1 */
+	int clones;
 };
 
 /* A drive recovered from a record after a restart: its process is
@@ -459,10 +464,48 @@ static void do_list(struct client *c)
 	reply(c, "ok %d\n", n);
 }
 
+/*
+ * "clone" with the drive's FUSE descriptor attached: open /dev/fuse, which
+ * the container cannot, attach it to the same connection and send it
+ * back, so each serving thread has a descriptor of its own.
+ */
+static void do_clone(struct client *c)
+{
+	uint32_t master = (uint32_t)c->passed_fd;
+	int fd;
+
+	if (!c->mounted || c->passed_fd < 0) {
+		reply(c,
+		      "err %d clone needs this connection's drive and its "
+		      "descriptor\n",
+		      EINVAL);
+		return;
+	}
+	if (c->clones >= MAX_CLONES) {
+		reply(c, "err %d too many clones\n", ENOSPC);
+		return;
+	}
+	fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (fd < 0 || ioctl(fd, FUSE_DEV_IOC_CLONE, &master) != 0) {
+		int e = errno;
+
+		if (fd >= 0)
+			close(fd);
+		reply(c, "err %d cannot clone: %s\n", e, strerror(e));
+		return;
+	}
+	c->clones++;
+	if (send_fd(c, fd) != 0)
+		logmsg("pid %d: cannot send a clone", (int)c->pid);
+	close(fd);
+}
+
 /* One request line from c. */
 static void handle_line(struct client *c, char *line)
 {
-	if (!strncmp(line, "mount ", 6)) {
+	if (!strcmp(line, "clone")) {
+		do_clone(c);
+	} else if (!strncmp(line, "mount ", 6)) {
 		do_mount(c, line + 6);
 	} else if (!strcmp(line, "unmount")) {
 		if (!c->mounted) {
@@ -486,23 +529,53 @@ static void drop_client(int i)
 	struct client *c = clients[i];
 
 	drop_drive(c);
+	if (c->passed_fd >= 0)
+		close(c->passed_fd);
 	close(c->fd);
 	close(c->pidfd);
 	free(c);
 	clients[i] = NULL;
 }
 
+/* Keep the first descriptor a message carried (for "clone"); close the
+ * rest, and any left from an earlier request. */
+static void take_fds(struct client *c, struct msghdr *mh)
+{
+	struct cmsghdr *cm;
+
+	for (cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+		int *fds = (int *)CMSG_DATA(cm);
+		size_t n;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			if (c->passed_fd >= 0)
+				close(c->passed_fd);
+			c->passed_fd = fds[i];
+		}
+	}
+}
+
 /* Read what c sent; returns false when the connection must end. */
 static bool client_input(struct client *c)
 {
-	ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len,
-			 MSG_DONTWAIT);
+	char cbuf[CMSG_SPACE(4 * sizeof(int))];
+	struct iovec iov = {.iov_base = c->buf + c->len,
+			    .iov_len = sizeof(c->buf) - c->len};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf)};
+	ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	char *nl;
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return true;
 	if (n <= 0)
 		return false;
+	take_fds(c, &mh);
 	if (memchr(c->buf + c->len, '\0', (size_t)n)) {
 		reply(c, "err %d NUL byte in request\n", EINVAL);
 		return false;
@@ -513,6 +586,10 @@ static bool client_input(struct client *c)
 
 		*nl = '\0';
 		handle_line(c, c->buf);
+		if (c->passed_fd >= 0) {
+			close(c->passed_fd); /* good for one request only */
+			c->passed_fd = -1;
+		}
 		memmove(c->buf, c->buf + used, c->len - used);
 		c->len -= used;
 	}
@@ -543,6 +620,7 @@ static void accept_client(int lfd)
 		return;
 	}
 	c->fd = fd;
+	c->passed_fd = -1;
 	c->pid = cred.pid;
 	c->uid = cred.uid;
 	c->gid = cred.gid;

@@ -291,7 +291,7 @@ int vd_drive_mount(struct vd_drive *d, const char *mountpoint)
 			goto out_err;
 		}
 	}
-	if (fuse_session_mount(d->se, mountpoint) != 0) {
+	if (vd_ns_session_mount(d, mountpoint) != 0) {
 		r = -EPERM;
 		vd_set_error(d, "cannot mount at %s (not permitted, or no FUSE)",
 			     mountpoint);
@@ -342,8 +342,9 @@ int vd_drive_serve(struct vd_drive *d, int handle_signals)
 	 * threads on every burst of requests. */
 	fuse_loop_cfg_set_idle_threads(cfg, d->threads);
 	fuse_loop_cfg_set_max_threads(cfg, d->threads);
-	/* Without /dev/fuse (through vdrived) there is nothing to clone. */
-	fuse_loop_cfg_set_clone_fd(cfg, !d->via_daemon);
+	/* Through vdrived, clones come from the daemon (libfuse >= 3.17)
+	 * or not at all: there is no /dev/fuse to clone from. */
+	fuse_loop_cfg_set_clone_fd(cfg, vd_ns_can_clone(d));
 	r = fuse_session_loop_mt(d->se, cfg);
 	fuse_loop_cfg_destroy(cfg);
 	if (r > 0)

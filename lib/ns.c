@@ -27,6 +27,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -368,6 +369,10 @@ void vd_ns_unmount(struct vd_drive *d)
 	}
 	if (d->via_daemon) {
 		d->via_daemon = false;
+#ifdef VD_DAEMON_CLONES
+		clone_map_set(fuse_session_fd(d->se), -1);
+		pthread_mutex_lock(&clone_lock);
+#endif
 		/* The daemon unmounts, then answers; closing is enough if it
 		 * is gone (it unmounts when the connection ends). */
 		if (send(d->daemon_fd, "unmount\n", 8, MSG_NOSIGNAL) == 8) {
@@ -379,6 +384,9 @@ void vd_ns_unmount(struct vd_drive *d)
 				buf[0] = '\0';
 		}
 		close(d->daemon_fd);
+#ifdef VD_DAEMON_CLONES
+		pthread_mutex_unlock(&clone_lock);
+#endif
 	}
 }
 
@@ -448,6 +456,117 @@ void vd_ns_free(struct vd_drive *d)
 	}
 	if (d->gate)
 		pthread_mutex_destroy(&d->gate_lock);
+}
+
+#if FUSE_MAJOR_VERSION * 100 + FUSE_MINOR_VERSION >= 317
+#define VD_DAEMON_CLONES 1
+#endif
+
+static int recv_reply(int sock, char *buf, size_t size, int *fd);
+
+#ifdef VD_DAEMON_CLONES
+/*
+ * libfuse asks for a clone of the connection for each worker thread by
+ * master descriptor only, so the daemon connection of each master lives
+ * here. The lock also keeps one request at a time on each connection.
+ */
+static pthread_mutex_t clone_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	int master, sock;
+} clone_map[32];
+
+static void clone_map_set(int master, int sock)
+{
+	pthread_mutex_lock(&clone_lock);
+	for (size_t i = 0; i < sizeof(clone_map) / sizeof(clone_map[0]); i++) {
+		if (sock >= 0 && clone_map[i].sock <= 0) {
+			clone_map[i].master = master;
+			clone_map[i].sock = sock + 1; /* 0: a free slot */
+			break;
+		}
+		if (sock < 0 && clone_map[i].sock > 0 &&
+		    clone_map[i].master == master)
+			clone_map[i].sock = 0;
+	}
+	pthread_mutex_unlock(&clone_lock);
+}
+
+/* Send "clone" with the master attached; vdrived opens /dev/fuse, clones
+ * the connection onto it (FUSE_DEV_IOC_CLONE) and sends it back. */
+static int clone_via_daemon(int master_fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = {0}, reply[64];
+	struct iovec iov = {.iov_base = "clone\n", .iov_len = 6};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	int sock = -1, fd = -1;
+
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &master_fd, sizeof(int));
+	pthread_mutex_lock(&clone_lock);
+	for (size_t i = 0; i < sizeof(clone_map) / sizeof(clone_map[0]); i++)
+		if (clone_map[i].sock > 0 && clone_map[i].master == master_fd)
+			sock = clone_map[i].sock - 1;
+	if (sock >= 0 && sendmsg(sock, &mh, MSG_NOSIGNAL) == 6 &&
+	    recv_reply(sock, reply, sizeof(reply), &fd) == 0 &&
+	    strncmp(reply, "ok", 2) != 0 && fd >= 0) {
+		close(fd);
+		fd = -1;
+	}
+	pthread_mutex_unlock(&clone_lock);
+	return fd;
+}
+
+static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
+{
+	(void)userdata;
+	return read(fd, buf, len);
+}
+
+static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	(void)userdata;
+	return writev(fd, iov, count);
+}
+#endif
+
+/*
+ * Attach the session to its connection: fuse_session_mount(), except for
+ * a connection from vdrived with a libfuse that takes a clone callback.
+ */
+int vd_ns_session_mount(struct vd_drive *d, const char *mountpoint)
+{
+#ifdef VD_DAEMON_CLONES
+	static const struct fuse_custom_io io = {
+		.read = io_read,
+		.writev = io_writev,
+		.clone_fd = clone_via_daemon,
+	};
+	int fd;
+
+	if (d->daemon_io && sscanf(mountpoint, "/dev/fd/%d", &fd) == 1) {
+		if (fuse_session_custom_io_317(d->se, &io, sizeof(io), fd))
+			return -1;
+		clone_map_set(fd, d->daemon_fd);
+		return 0;
+	}
+#endif
+	return fuse_session_mount(d->se, mountpoint);
+}
+
+bool vd_ns_can_clone(const struct vd_drive *d)
+{
+#ifdef VD_DAEMON_CLONES
+	(void)d;
+	return true;
+#else
+	return !d->via_daemon;
+#endif
 }
 
 /* Receive one line (up to size-1 bytes) and at most one descriptor. */
@@ -545,7 +664,10 @@ int vd_ns_mount_via_daemon(struct vd_drive *d, const char *mountpoint)
 	if (r)
 		goto out;
 	snprintf(fdpath, sizeof(fdpath), "/dev/fd/%d", fd);
+	d->daemon_fd = s;
+	d->daemon_io = true;
 	r = vd_drive_mount(d, fdpath);
+	d->daemon_io = false;
 	if (r)
 		goto out; /* closing s makes the daemon unmount */
 	free(d->mountpoint);

@@ -76,6 +76,7 @@ struct vd_drive {
 	char *ns_path;     /* the mount point inside it */
 	bool via_daemon;   /* daemon_fd is valid */
 	int daemon_fd;     /* connection to vdrived; closing it unmounts */
+	bool daemon_io;    /* mounting through vdrived: clones come from it */
 	bool gate;         /* admit only callers in allowed[] namespaces */
 	size_t nallowed;
 	uint64_t allowed[VD_MAX_ALLOWED];
@@ -105,6 +106,8 @@ void vd_ns_unmount(struct vd_drive *d);
 void vd_ns_free(struct vd_drive *d);
 bool vd_ns_daemon_available(void);
 int vd_ns_mount_via_daemon(struct vd_drive *d, const char *mountpoint);
+int vd_ns_session_mount(struct vd_drive *d, const char *mountpoint);
+bool vd_ns_can_clone(const struct vd_drive *d);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops vd_fuse_ops;

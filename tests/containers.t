@@ -304,6 +304,17 @@ out=$(in_ct "$U" "$VDRIVE" mount mem: /mnt/d --name ud 2>&1)
 ok $? "vdrive mount inside it works through vdrived" || diag "$out $(cat "$VD_TMP/vdrived.log")"
 in_ct "$U" sh -c 'echo inside > /mnt/d/f && cat /mnt/d/f' 2>&1 | grep -qx inside
 ok $? "the container uses its own drive"
+# Serving threads: with libfuse >= 3.17 each gets a clone of the
+# connection from vdrived; with 3.14 they share the one descriptor.
+UP=$(sed -n 's/^pid=//p' "$VD_TMP/run-in/drives/ud")
+nfd=$(in_ct "$U" sh -c "ls -l /proc/$UP/fd | grep -c /dev/fuse")
+if ldd "$VDRIVE_BUILD/libvdrive.so" | grep -q "libfuse3.so.4"; then
+	[ "${nfd:-0}" -ge 2 ]
+	ok $? "libfuse >= 3.17: workers serve on clones from vdrived ($nfd descriptors)"
+else
+	[ "${nfd:-0}" = 1 ]
+	ok $? "libfuse 3.14: workers share the one descriptor ($nfd)"
+fi
 mounted_in "$U" /mnt/d && ! mounted_in $$ /mnt/d && ! mounted_in "$V" /mnt/d
 ok $? "it is in that container's mount table only"
 err=$(cat "/proc/$U/root/mnt/d/f" 2>&1)
@@ -358,7 +369,7 @@ for p in ("/mnt", "/mnt/u1000"):
 [ "$(sed -n 1p <<<"$r" | cut -d" " -f1-2)" = "err 1" ] && [ "$(sed -n 2p <<<"$r")" = ok ]
 ok $? "uid 1000 may not mount on a root-owned path, only on its own folder" || diag "$r"
 nbad=0
-for bad in 'hello\n' 'mount\n' 'mount - relative\n' 'mount - /a/../etc\n' \
+for bad in 'hello\n' 'clone\n' 'mount\n' 'mount - relative\n' 'mount - /a/../etc\n' \
 	'mount bogus_opt /x\n' 'mount - /x\x00y\n' 'unmount\n' \
 	"mount - /$(head -c 5000 /dev/zero | tr '\0' a)\\n"; do
 	r=$(proto "$V" "$bad")

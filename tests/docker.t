@@ -91,6 +91,12 @@ ok $? "a busybox-static image imported (no pulls)"
 RUN=(run -d --network none --stop-timeout 1)
 # The host's libraries and our build, read-only, so /vd/vdrive runs there.
 LIBS=(-v /usr/lib:/usr/lib:ro -v /usr/lib64:/usr/lib64:ro -v "$VDRIVE_BUILD:/vd:ro")
+# A private libfuse (make LIBFUSE=...) too, at the same path.
+FUSELIB=$(ldd "$VDRIVE_BUILD/libvdrive.so" | awk '/libfuse3/ { print $3 }')
+case $FUSELIB in
+/usr/* | /lib*) ;;
+/*) LIBS+=(-v "$(dirname "$FUSELIB"):$(dirname "$FUSELIB"):ro") ;;
+esac
 
 pid_of() { D inspect -f '{{.State.Pid}}' "$1"; }
 ns_of() { stat -L -c %i "/proc/$1/ns/mnt"; }
@@ -200,13 +206,17 @@ for _ in $(seq 50); do D exec u3 test -e /mnt/h/hello.txt 2>/dev/null && break; 
 ok $? "an application linking libvdrive (examples/hello) mounts from inside"
 
 # A privileged container mounts directly, with the same gate (-o isolate).
+# (libfuse >= 3.17 as root runs /bin/mount to note the mount in mtab:
+# lend the host's.)
 D "${RUN[@]}" --name p1 --device /dev/fuse --cap-add SYS_ADMIN \
+	-v /usr/bin/mount:/bin/mount:ro \
 	-e VDRIVE_RUNDIR=/tmp/vdrun -e VDRIVE_SOCKET=/nonexistent "${LIBS[@]}" \
 	vdtest-busybox:1 sleep 600 >/dev/null
 out=$(D exec p1 sh -c 'mkdir -p /mnt/p && /vd/vdrive mount mem: /mnt/p -o isolate &&
 	echo from-p1 > /mnt/p/f && cat /mnt/p/f' 2>&1)
 [ "$out" = from-p1 ]
-ok $? "a privileged container (/dev/fuse, SYS_ADMIN) mounts directly" || diag "$out"
+ok $? "a privileged container (/dev/fuse, SYS_ADMIN) mounts directly" ||
+	diag "$out $(D exec p1 sh -c 'cat /tmp/vdrun/*.log /tmp/vdrun/*/*.log' 2>&1)"
 err=$(cat "/proc/$(pid_of p1)/root/mnt/p/f" 2>&1)
 [ $? != 0 ] && grep -q "Permission denied" <<<"$err"
 ok $? "-o isolate refuses host reads through /proc/PID/root there too" || diag "$err"
