@@ -1719,8 +1719,13 @@ static int write_content(struct sq *s, struct sq_attr *a, const char *buf,
 	return 0;
 }
 
+/*
+ * write. kill_priv: the writer may not keep set-id bits (not root); the
+ * kernel clears them itself except on direct_io writes, so do it here as
+ * ext4 would: set-user-ID always, set-group-ID when group-executable.
+ */
 static int do_write(struct sq *s, vd_node_t node, const char *buf, size_t size,
-		    off_t off)
+		    off_t off, bool kill_priv)
 {
 	struct sq_attr a;
 	int r;
@@ -1739,6 +1744,11 @@ static int do_write(struct sq *s, vd_node_t node, const char *buf, size_t size,
 	if (r)
 		return r;
 	a.mtime = a.ctime = now_ns();
+	if (kill_priv) {
+		a.mode &= ~(mode_t)S_ISUID;
+		if (a.mode & S_IXGRP)
+			a.mode &= ~(mode_t)S_ISGID;
+	}
 	r = put_attr(s, &a);
 	if (r)
 		return r;
@@ -1749,8 +1759,8 @@ static int do_write(struct sq *s, vd_node_t node, const char *buf, size_t size,
 static int sq_write(const struct vd_ctx *ctx, vd_node_t node,
 		    struct vd_file *fi, const char *buf, size_t size, off_t off)
 {
-	(void)fi;
-	return SQ_CALL(ctx->data, do_write(ctx->data, node, buf, size, off));
+	return SQ_CALL(ctx->data, do_write(ctx->data, node, buf, size, off,
+					   ctx->uid != 0 && !fi->writepage));
 }
 
 #define SQ_COPY_MAX (16 << 20) /* bytes per copy_file_range call */
