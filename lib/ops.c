@@ -574,7 +574,11 @@ static void vd_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 }
 
-static void vd_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+/*
+ * create, and tmpfile when name is NULL: make and open a file and hand
+ * the kernel its entry. An interrupted caller's open is released here.
+ */
+static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      mode_t mode, struct fuse_file_info *fi)
 {
 	struct vd_drive *d = DRIVE(req);
@@ -593,7 +597,12 @@ static void vd_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	vf.direct_io = d->direct_io;
 	memset(&st, 0, sizeof(st));
 	pthread_rwlock_rdlock(&d->forget_lock);
-	if (d->ops.create) {
+	if (!name) {
+		r = d->ops.tmpfile ? CALL(d, d->ops.tmpfile(&c, NODE(d, parent),
+							    mode, &vf, &node,
+							    &st)) :
+				     -EOPNOTSUPP;
+	} else if (d->ops.create) {
 		r = CALL(d, d->ops.create(&c, NODE(d, parent), name, mode, &vf,
 					  &node, &st));
 	} else if (d->ops.mknod) {
@@ -620,45 +629,18 @@ static void vd_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 }
 
+static void vd_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	do_create(req, parent, name, mode, fi);
+}
+
 #if FUSE_VERSION >= FUSE_MAKE_VERSION(3, 17)
 /* O_TMPFILE: an unnamed file; only libfuse >= 3.17 passes it on. */
 static void vd_tmpfile(fuse_req_t req, fuse_ino_t parent, mode_t mode,
 		       struct fuse_file_info *fi)
 {
-	struct vd_drive *d = DRIVE(req);
-	struct vd_ctx c;
-	struct vd_file vf;
-	struct stat st;
-	vd_node_t node = 0;
-	fuse_ino_t undo = 0;
-	int r;
-
-	GATE(d, req);
-
-	if (!d->ops.tmpfile) {
-		fuse_reply_err(req, EOPNOTSUPP);
-		return;
-	}
-	mkctx(&c, req);
-	from_fi(&vf, fi);
-	vf.keep_cache = d->kernel_cache;
-	vf.direct_io = d->direct_io;
-	memset(&st, 0, sizeof(st));
-	pthread_rwlock_rdlock(&d->forget_lock);
-	r = CALL(d, d->ops.tmpfile(&c, NODE(d, parent), mode, &vf, &node, &st));
-	if (r) {
-		fuse_reply_err(req, -r);
-	} else {
-		to_fi(fi, &vf);
-		undo = reply_entry(req, d, node, &st, fi, &vf);
-	}
-	pthread_rwlock_unlock(&d->forget_lock);
-	if (undo) {
-		c.req_ = NULL;
-		if (d->ops.release)
-			CALL(d, d->ops.release(&c, node, &vf));
-		undo_entry(d, undo);
-	}
+	do_create(req, parent, NULL, mode, fi);
 }
 #endif
 
