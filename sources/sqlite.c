@@ -258,11 +258,13 @@ static int64_t mono_ms(void)
 	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
+/* A timespec as nanoseconds since 1970. */
 static int64_t ts_ns(const struct timespec *ts)
 {
 	return ts->tv_sec * NS + ts->tv_nsec;
 }
 
+/* Nanoseconds since 1970 as a timespec (tv_nsec kept non-negative). */
 static struct timespec ns_ts(int64_t ns)
 {
 	struct timespec ts = {ns / NS, ns % NS};
@@ -415,6 +417,7 @@ static int get_dir(struct sq *s, uint64_t ino, struct sq_attr *a)
 	return a->nlink > 0 ? 0 : -ENOENT; /* removed while in use */
 }
 
+/* The struct stat the kernel sees for inode a. */
 static void attr_stat(const struct sq *s, const struct sq_attr *a,
 		      struct stat *st)
 {
@@ -651,6 +654,7 @@ static struct sq_open *open_find(struct sq *s, uint64_t ino, bool create)
 	return o;
 }
 
+/* Unlink an open-count record from its bucket and free it. */
 static void open_free(struct sq *s, struct sq_open *o)
 {
 	struct sq_open **p = &s->open[o->ino % SQ_OPEN_BUCKETS];
@@ -731,6 +735,7 @@ static int64_t load_chunk_into(struct sq *s, uint64_t ino, int64_t idx,
 	return len;
 }
 
+/* load_chunk_into() the scratch buffer s->buf. */
 static int64_t load_chunk(struct sq *s, uint64_t ino, int64_t idx)
 {
 	return load_chunk_into(s, ino, idx, s->buf);
@@ -1002,6 +1007,7 @@ static int get_xattr(struct sq *s, uint64_t ino, const char *name, void **val,
 	return rc == SQLITE_DONE ? -ENODATA : sq_err(s, rc);
 }
 
+/* Set (create or replace) xattr name of ino. */
 static int put_xattr(struct sq *s, uint64_t ino, const char *name,
 		     const void *val, size_t len)
 {
@@ -1100,6 +1106,7 @@ out:
 	return r;
 }
 
+/* lookup: name in folder parent, with its attributes. */
 static int do_lookup(const struct vd_ctx *ctx, vd_node_t parent,
 		     const char *name, vd_node_t *node, struct stat *st)
 {
@@ -1117,6 +1124,7 @@ static int do_lookup(const struct vd_ctx *ctx, vd_node_t parent,
 	return 0;
 }
 
+/* vd_ops.lookup, under the lock, in the open transaction. */
 static int sq_lookup(const struct vd_ctx *ctx, vd_node_t parent,
 		     const char *name, vd_node_t *node, struct stat *st)
 {
@@ -1135,11 +1143,13 @@ static int do_forget(struct sq *s, vd_node_t node)
 	return reap(s, node);
 }
 
+/* vd_ops.forget, under the lock, in the open transaction. */
 static void sq_forget(void *data, vd_node_t node)
 {
 	(void)SQ_CALL((struct sq *)data, do_forget(data, node));
 }
 
+/* getattr: the inode row as a struct stat. */
 static int do_getattr(const struct vd_ctx *ctx, vd_node_t node, struct stat *st)
 {
 	struct sq *s = ctx->data;
@@ -1151,6 +1161,7 @@ static int do_getattr(const struct vd_ctx *ctx, vd_node_t node, struct stat *st)
 	return r;
 }
 
+/* vd_ops.getattr, under the lock, in the open transaction. */
 static int sq_getattr(const struct vd_ctx *ctx, vd_node_t node,
 		      struct vd_file *fi, struct stat *st)
 {
@@ -1174,6 +1185,10 @@ static int chmod_acl(struct sq *s, uint64_t ino, mode_t mode)
 	return r;
 }
 
+/*
+ * setattr: truncation (chunks cut, slots stored first), mode (and the
+ * access ACL with it), owner and times; ctime is now unless given.
+ */
 static int do_setattr(const struct vd_ctx *ctx, vd_node_t node, struct stat *st,
 		      int to_set)
 {
@@ -1220,6 +1235,7 @@ static int do_setattr(const struct vd_ctx *ctx, vd_node_t node, struct stat *st,
 	return r;
 }
 
+/* vd_ops.setattr, under the lock, in the open transaction. */
 static int sq_setattr(const struct vd_ctx *ctx, vd_node_t node, struct stat *st,
 		      int to_set, struct vd_file *fi)
 {
@@ -1227,6 +1243,7 @@ static int sq_setattr(const struct vd_ctx *ctx, vd_node_t node, struct stat *st,
 	return SQ_CALL(ctx->data, do_setattr(ctx, node, st, to_set));
 }
 
+/* readlink: the target, cut to fit buf; -EINVAL if not a symlink. */
 static int do_readlink(struct sq *s, vd_node_t node, char *buf, size_t size)
 {
 	sqlite3_stmt *q = q_ino(s, S_TARGET, node);
@@ -1253,6 +1270,7 @@ static int do_readlink(struct sq *s, vd_node_t node, char *buf, size_t size)
 	return r;
 }
 
+/* vd_ops.readlink, under the lock, in the open transaction. */
 static int sq_readlink(const struct vd_ctx *ctx, vd_node_t node, char *buf,
 		       size_t size)
 {
@@ -1274,6 +1292,7 @@ static int do_new(const struct vd_ctx *ctx, vd_node_t parent, const char *name,
 	return 0;
 }
 
+/* vd_ops.mknod, under the lock, in the open transaction. */
 static int sq_mknod(const struct vd_ctx *ctx, vd_node_t parent,
 		    const char *name, mode_t mode, dev_t rdev, vd_node_t *node,
 		    struct stat *st)
@@ -1286,6 +1305,7 @@ static int sq_mknod(const struct vd_ctx *ctx, vd_node_t parent,
 		       do_new(ctx, parent, name, mode, rdev, NULL, node, st));
 }
 
+/* vd_ops.mkdir, under the lock, in the open transaction. */
 static int sq_mkdir(const struct vd_ctx *ctx, vd_node_t parent,
 		    const char *name, mode_t mode, vd_node_t *node,
 		    struct stat *st)
@@ -1295,6 +1315,7 @@ static int sq_mkdir(const struct vd_ctx *ctx, vd_node_t parent,
 		       do_new(ctx, parent, name, mode, 0, NULL, node, st));
 }
 
+/* vd_ops.symlink, under the lock, in the open transaction. */
 static int sq_symlink(const struct vd_ctx *ctx, const char *target,
 		      vd_node_t parent, const char *name, vd_node_t *node,
 		      struct stat *st)
@@ -1366,12 +1387,14 @@ static int do_remove(struct sq *s, vd_node_t parent, const char *name, bool dir)
 	return put_attr(s, &pa);
 }
 
+/* vd_ops.unlink, under the lock, in the open transaction. */
 static int sq_unlink(const struct vd_ctx *ctx, vd_node_t parent,
 		     const char *name)
 {
 	return SQ_CALL(ctx->data, do_remove(ctx->data, parent, name, false));
 }
 
+/* vd_ops.rmdir, under the lock, in the open transaction. */
 static int sq_rmdir(const struct vd_ctx *ctx, vd_node_t parent,
 		    const char *name)
 {
@@ -1416,6 +1439,11 @@ static int exchange(struct sq *s, struct sq_attr *pa, struct sq_attr *npa,
 	return r ? r : put_attr(s, da);
 }
 
+/*
+ * rename with rename(2)'s rules, plus RENAME_NOREPLACE and
+ * RENAME_EXCHANGE. A replaced name's inode loses a link and is deleted
+ * later, when nothing uses it (reap).
+ */
 static int do_rename(struct sq *s, vd_node_t parent, const char *name,
 		     vd_node_t newparent, const char *newname,
 		     unsigned int flags)
@@ -1499,6 +1527,7 @@ static int do_rename(struct sq *s, vd_node_t parent, const char *name,
 	return r;
 }
 
+/* vd_ops.rename, under the lock, in the open transaction. */
 static int sq_rename(const struct vd_ctx *ctx, vd_node_t parent,
 		     const char *name, vd_node_t newparent, const char *newname,
 		     unsigned int flags)
@@ -1507,6 +1536,7 @@ static int sq_rename(const struct vd_ctx *ctx, vd_node_t parent,
 					    newname, flags));
 }
 
+/* link: one more name for a file (also gives a tmpfile its first). */
 static int do_link(struct sq *s, vd_node_t node, vd_node_t newparent,
 		   const char *newname, struct stat *st)
 {
@@ -1542,6 +1572,7 @@ static int do_link(struct sq *s, vd_node_t node, vd_node_t newparent,
 	return r;
 }
 
+/* vd_ops.link, under the lock, in the open transaction. */
 static int sq_link(const struct vd_ctx *ctx, vd_node_t node,
 		   vd_node_t newparent, const char *newname, struct stat *st)
 {
@@ -1574,6 +1605,7 @@ static int do_open(struct sq *s, vd_node_t node, struct vd_file *fi)
 	return open_ref(s, node);
 }
 
+/* vd_ops.open, under the lock, in the open transaction. */
 static int sq_open_file(const struct vd_ctx *ctx, vd_node_t node,
 			struct vd_file *fi)
 {
@@ -1644,6 +1676,7 @@ static int read_content(struct sq *s, const struct sq_attr *a, char *buf,
 	return (int)size;
 }
 
+/* read: store the file's slots first, then read its chunks. */
 static int do_read(struct sq *s, vd_node_t node, char *buf, size_t size,
 		   off_t off)
 {
@@ -1658,6 +1691,7 @@ static int do_read(struct sq *s, vd_node_t node, char *buf, size_t size,
 	return r ? r : read_content(s, &a, buf, size, off);
 }
 
+/* vd_ops.read, under the lock, in the open transaction. */
 static int sq_read(const struct vd_ctx *ctx, vd_node_t node, struct vd_file *fi,
 		   char *buf, size_t size, off_t off)
 {
@@ -1756,6 +1790,7 @@ static int do_write(struct sq *s, vd_node_t node, const char *buf, size_t size,
 	return (int)size;
 }
 
+/* vd_ops.write, under the lock, in the open transaction. */
 static int sq_write(const struct vd_ctx *ctx, vd_node_t node,
 		    struct vd_file *fi, const char *buf, size_t size, off_t off)
 {
@@ -1828,6 +1863,7 @@ static int64_t do_copy(struct sq *s, vd_node_t in, off_t off_in, vd_node_t out,
 	return done;
 }
 
+/* vd_ops.copy_file_range, under the lock, in the open transaction. */
 static int64_t sq_copy_file_range(const struct vd_ctx *ctx, vd_node_t in,
 				  struct vd_file *fi_in, off_t off_in,
 				  vd_node_t out, struct vd_file *fi_out,
@@ -1851,6 +1887,7 @@ static int do_release(struct sq *s, vd_node_t node)
 	return forgotten ? reap(s, node) : 0;
 }
 
+/* vd_ops.release, under the lock, in the open transaction. */
 static int sq_release(const struct vd_ctx *ctx, vd_node_t node,
 		      struct vd_file *fi)
 {
@@ -1869,6 +1906,7 @@ static int do_sync(struct sq *s)
 	return r;
 }
 
+/* vd_ops.fsync: commit everything (see do_sync). */
 static int sq_fsync(const struct vd_ctx *ctx, vd_node_t node, int datasync,
 		    struct vd_file *fi)
 {
@@ -1922,6 +1960,7 @@ static int do_readdir(struct sq *s, vd_node_t node, off_t off, vd_fill_fn fill,
 	return 0;
 }
 
+/* vd_ops.readdir, under the lock, in the open transaction. */
 static int sq_readdir(const struct vd_ctx *ctx, vd_node_t node,
 		      struct vd_file *fi, off_t off, vd_fill_fn fill, void *buf)
 {
@@ -1929,6 +1968,7 @@ static int sq_readdir(const struct vd_ctx *ctx, vd_node_t node,
 	return SQ_CALL(ctx->data, do_readdir(ctx->data, node, off, fill, buf));
 }
 
+/* vd_ops.fsyncdir: commit everything (see do_sync). */
 static int sq_fsyncdir(const struct vd_ctx *ctx, vd_node_t node, int datasync,
 		       struct vd_file *fi)
 {
@@ -1970,6 +2010,7 @@ static int touch_ctime(struct sq *s, uint64_t ino)
 	return put_attr(s, &a);
 }
 
+/* setxattr with XATTR_CREATE / XATTR_REPLACE; bumps ctime. */
 static int do_setxattr(struct sq *s, vd_node_t node, const char *name,
 		       const char *value, size_t size, int flags)
 {
@@ -1995,6 +2036,7 @@ static int do_setxattr(struct sq *s, vd_node_t node, const char *name,
 	return r ? r : touch_ctime(s, node);
 }
 
+/* vd_ops.setxattr, under the lock, in the open transaction. */
 static int sq_setxattr(const struct vd_ctx *ctx, vd_node_t node,
 		       const char *name, const char *value, size_t size,
 		       int flags)
@@ -2003,6 +2045,7 @@ static int sq_setxattr(const struct vd_ctx *ctx, vd_node_t node,
 		       do_setxattr(ctx->data, node, name, value, size, flags));
 }
 
+/* getxattr: size 0 asks for the size; -ERANGE if it does not fit. */
 static int do_getxattr(struct sq *s, vd_node_t node, const char *name,
 		       char *value, size_t size)
 {
@@ -2023,6 +2066,7 @@ static int do_getxattr(struct sq *s, vd_node_t node, const char *name,
 	return r;
 }
 
+/* vd_ops.getxattr, under the lock, in the open transaction. */
 static int sq_getxattr(const struct vd_ctx *ctx, vd_node_t node,
 		       const char *name, char *value, size_t size)
 {
@@ -2030,6 +2074,7 @@ static int sq_getxattr(const struct vd_ctx *ctx, vd_node_t node,
 		       do_getxattr(ctx->data, node, name, value, size));
 }
 
+/* listxattr: NUL-separated names, with getxattr's size rules. */
 static int do_listxattr(struct sq *s, vd_node_t node, char *list, size_t size)
 {
 	sqlite3_stmt *q = q_ino(s, S_LISTX, node);
@@ -2052,12 +2097,14 @@ static int do_listxattr(struct sq *s, vd_node_t node, char *list, size_t size)
 	return (int)total;
 }
 
+/* vd_ops.listxattr, under the lock, in the open transaction. */
 static int sq_listxattr(const struct vd_ctx *ctx, vd_node_t node, char *list,
 			size_t size)
 {
 	return SQ_CALL(ctx->data, do_listxattr(ctx->data, node, list, size));
 }
 
+/* removexattr: -ENODATA if there is no such attribute. */
 static int do_removexattr(struct sq *s, vd_node_t node, const char *name)
 {
 	sqlite3_stmt *q = q_ino(s, S_DELX, node);
@@ -2072,6 +2119,7 @@ static int do_removexattr(struct sq *s, vd_node_t node, const char *name)
 	return touch_ctime(s, node);
 }
 
+/* vd_ops.removexattr, under the lock, in the open transaction. */
 static int sq_removexattr(const struct vd_ctx *ctx, vd_node_t node,
 			  const char *name)
 {
@@ -2098,6 +2146,7 @@ static int do_create(const struct vd_ctx *ctx, vd_node_t parent,
 	return 0;
 }
 
+/* vd_ops.create, under the lock, in the open transaction. */
 static int sq_create(const struct vd_ctx *ctx, vd_node_t parent,
 		     const char *name, mode_t mode, struct vd_file *fi,
 		     vd_node_t *node, struct stat *st)
@@ -2106,6 +2155,7 @@ static int sq_create(const struct vd_ctx *ctx, vd_node_t parent,
 		       do_create(ctx, parent, name, mode, fi, node, st));
 }
 
+/* vd_ops.tmpfile, under the lock, in the open transaction. */
 static int sq_tmpfile(const struct vd_ctx *ctx, vd_node_t parent, mode_t mode,
 		      struct vd_file *fi, vd_node_t *node, struct stat *st)
 {
@@ -2113,6 +2163,10 @@ static int sq_tmpfile(const struct vd_ctx *ctx, vd_node_t parent, mode_t mode,
 		       do_create(ctx, parent, NULL, mode, fi, node, st));
 }
 
+/*
+ * fallocate: mode 0 and KEEP_SIZE store zeros in holes; PUNCH_HOLE
+ * (with KEEP_SIZE) and ZERO_RANGE make the range read as zeros.
+ */
 static int do_fallocate(struct sq *s, vd_node_t node, int mode, off_t off,
 			off_t len)
 {
@@ -2158,6 +2212,7 @@ static int do_fallocate(struct sq *s, vd_node_t node, int mode, off_t off,
 	return put_attr(s, &a);
 }
 
+/* vd_ops.fallocate, under the lock, in the open transaction. */
 static int sq_fallocate(const struct vd_ctx *ctx, vd_node_t node,
 			struct vd_file *fi, int mode, off_t off, off_t len)
 {
@@ -2213,6 +2268,7 @@ static int64_t do_lseek(struct sq *s, vd_node_t node, off_t off, int whence)
 	return pos;
 }
 
+/* vd_ops.lseek, under the lock, in the open transaction. */
 static int64_t sq_lseek(const struct vd_ctx *ctx, vd_node_t node,
 			struct vd_file *fi, off_t off, int whence)
 {
@@ -2256,6 +2312,7 @@ static void sq_free(struct sq *s)
 	free(s);
 }
 
+/* vd_ops.destroy: commit, close, free. */
 static void sq_destroy(void *data)
 {
 	sq_free(data);
@@ -2561,6 +2618,11 @@ static int check_header(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * vd_source.open for "sqlite:PATH": refuse what is not a vdrive database
+ * (untouched), create a missing one, lock it, collect orphans, start the
+ * background thread.
+ */
 static int sq_open(const char *arg, const struct vd_ops **ops, void **data,
 		   char *err, size_t errlen)
 {
