@@ -238,7 +238,7 @@ static int pin(struct dir_src *s, struct dnode *n, int *fd)
 		pthread_mutex_unlock(&s->lock);
 		if (gone)
 			node_free(n);
-		return err == ESTALE ? -ENOENT : -err;
+		return -err;
 	}
 	if (n->fd >= 0) {
 		old[k++] = nfd; /* another thread was quicker */
@@ -647,7 +647,7 @@ static int node_open(struct dir_src *s, struct dnode *n, int flags)
 	pthread_mutex_unlock(&s->lock);
 	fd = open_by_handle_at(mfd, &h.h, flags);
 	if (fd < 0)
-		return errno == ESTALE ? -ENOENT : -errno;
+		return -errno;
 	return fd;
 }
 
