@@ -119,6 +119,9 @@ install: all
 	install -m 644 $(B)/vdrive.pc $(DESTDIR)$(LIBDIR)/pkgconfig/vdrive.pc
 	install -m 755 $(B)/vdrive $(DESTDIR)$(PREFIX)/bin/vdrive
 	if [ -f $(B)/vdrived ]; then install -m 755 $(B)/vdrived $(DESTDIR)$(PREFIX)/bin/vdrived; fi
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|/usr/local/bin/|$(PREFIX)/bin/|' daemon/vdrived.service \
+		> $(DESTDIR)$(PREFIX)/lib/systemd/system/vdrived.service
 	if [ -z "$(DESTDIR)" ]; then ldconfig; fi
 
 # The README's two commands: `make deps install demo` and `make deps check`.
