@@ -882,7 +882,10 @@ static int case_excl(void)
 	return expect_content("e", "x", 1);
 }
 
-/* An unlinked open file stays readable and writable through its fd. */
+/*
+ * An unlinked open file stays readable and writable through its fd, and
+ * its attributes and xattrs can still be changed through it.
+ */
 static int case_unlink_open(void)
 {
 	char buf[32] = {0};
@@ -906,6 +909,17 @@ static int case_unlink_open(void)
 	CHECK(pread(fd, buf, sizeof(buf), 0) == 11 &&
 		      memcmp(buf, "hello again", 11) == 0,
 	      "read back after unlink: '%s'", buf);
+	OK(fchmod(fd, 0600));
+	OK(fstat(fd, &st));
+	CHECK((st.st_mode & 0777) == 0600, "fchmod after unlink: mode %o",
+	      st.st_mode & 0777);
+	OK(fsetxattr(fd, "user.gone", "1", 1, 0));
+	CHECK(fgetxattr(fd, "user.gone", buf, sizeof(buf)) == 1,
+	      "xattr on an unlinked file: %s", en(errno));
+	OK(futimens(fd, (struct timespec[]){{7, 0}, {8, 0}}));
+	OK(fstat(fd, &st));
+	CHECK(st.st_mtim.tv_sec == 8, "futimens after unlink: mtime %ld",
+	      (long)st.st_mtim.tv_sec);
 	if (put("u", "other", 5))
 		return -1;
 	CHECK(pread(fd, buf, sizeof(buf), 0) == 11 &&
