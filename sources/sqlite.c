@@ -8,8 +8,9 @@
  * fixed-size chunks (a missing chunk is a hole); every change goes into
  * one write transaction that stays open and is committed on fsync, when
  * the drive has been idle for a moment, after a second, or after enough
- * bytes. The database is in WAL mode with synchronous=FULL, so each commit
- * syncs the WAL: what fsync() returned for survives a crash.
+ * bytes. The database is in WAL mode; fsync commits and then syncs the
+ * WAL file, so what fsync() returned for survives a crash of the machine,
+ * and everything committed survives a crash of this process.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -233,6 +234,7 @@ struct sq {
 	bool committer_running, stop;
 	bool want_ckpt; /* the WAL has grown: checkpoint it */
 	bool in_txn;
+	bool unsynced; /* commits since the WAL was last synced */
 	int64_t txn_start, last_op; /* monotonic ms */
 	uint64_t txn_bytes;
 	int64_t room; /* bytes make_room may let through before it looks again
@@ -460,6 +462,7 @@ static int sq_commit(struct sq *s)
 		return r;
 	}
 	s->in_txn = false;
+	s->unsynced = true;
 	return flushed;
 }
 
@@ -1895,13 +1898,29 @@ static int sq_release(const struct vd_ctx *ctx, vd_node_t node,
 	return SQ_CALL(ctx->data, do_release(ctx->data, node));
 }
 
-/* fsync and fsyncdir: commit; synchronous=FULL syncs the WAL. */
+/*
+ * fsync and fsyncdir: commit, then sync the WAL file. Ordinary commits
+ * run with synchronous=NORMAL and do not sync (they survive a crash of
+ * the process, not of the machine); syncing the WAL makes every commit
+ * so far durable, without a checkpoint.
+ */
 static int do_sync(struct sq *s)
 {
-	int r;
+	sqlite3_file *wal = NULL;
+	int r, rc;
 
 	pthread_mutex_lock(&s->lock);
 	r = sq_commit(s);
+	if (!r && s->unsynced) {
+		rc = sqlite3_file_control(s->db, "main",
+					  SQLITE_FCNTL_JOURNAL_POINTER, &wal);
+		if (rc == SQLITE_OK && wal && wal->pMethods)
+			rc = wal->pMethods->xSync(wal, SQLITE_SYNC_FULL);
+		if (rc == SQLITE_OK)
+			s->unsynced = false;
+		else
+			r = sq_err(s, rc);
+	}
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }
@@ -2558,7 +2577,7 @@ static int open_db(struct sq *s, char *err, size_t errlen)
 		sync_dir(s->dir);
 	}
 	r = exec_sql(s,
-		     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+		     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 		     " PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"
 		     " PRAGMA secure_delete=OFF;"
 		     " PRAGMA mmap_size=1073741824;"
