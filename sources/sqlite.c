@@ -2594,6 +2594,8 @@ static int open_db(struct sq *s, char *err, size_t errlen)
 		return -EIO;
 	}
 	sqlite3_busy_timeout(s->ckpt_db, 5000);
+	/* Checkpoints must sync the database before the WAL is reused. */
+	sqlite3_exec(s->ckpt_db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
 	for (int i = 0; i < S_COUNT; i++) {
 		rc = sqlite3_prepare_v3(s->db, sq_sql[i], -1,
 					SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
