@@ -4,14 +4,18 @@
 # fixed seeds, on native folders and on every built-in source (mem: also
 # with writeback_cache and direct_io). For sources that keep data (dir:,
 # sqlite:) one more run's file must read the same after a remount.
+# nsfuzz (tests/helpers/nsfuzz.c): random creates, renames, links,
+# removals... run alike in a native tmpfs folder and on each drive (and
+# on ext4); every result and the trees must match.
 # VDRIVE_QUICK=1: fewer seeds/ops.
 . "$(dirname "$0")/lib.sh"
 vd_init fsx
 vd_need_root "fsx"
 FSX=$VD_HELPERS/fsx
+NS=$VD_HELPERS/nsfuzz
 
-if [ ! -x "$FSX" ]; then
-	skip "fsx" "$FSX not built (make)"
+if [ ! -x "$FSX" ] || [ ! -x "$NS" ]; then
+	skip "fsx" "$FSX or $NS not built (make)"
 	done_testing
 fi
 seeds="1 2 3 4"
@@ -32,6 +36,20 @@ fsx_on() {
 		"$FSX" -s 99 -n "$ops" -l 65536 -w 9000 "$dir"
 }
 
+# nsfuzz_on LABEL DIR: the name-space fuzzer, DIR against a native
+# reference folder ($ref, set below), in fresh subfolders per seed.
+nsfuzz_on() {
+	local label=$1 dir=$2 s r
+	for s in $seeds; do
+		nsn=$((nsn + 1))
+		r=$ref/$nsn
+		mkdir -p "$r" "$dir/ns-$s" &&
+			run_ok "nsfuzz $label seed $s ($ops ops, against native)" \
+				"$NS" -s "$s" -n "$ops" "$r" "$dir/ns-$s"
+	done
+}
+nsn=0
+
 ext4=$VD_TMP/ext4
 tmpfs=$VD_TMP/tmpfs
 if vd_scratch ext4 "$ext4"; then
@@ -46,6 +64,12 @@ else
 fi
 back=$tmpfs/dir-backing
 vd_mounted "$ext4" && back=$ext4/dir-backing
+ref=$tmpfs/nsref
+vd_mounted "$tmpfs" || ref=$ext4/nsref
+mkdir -p "$ref"
+if vd_mounted "$ext4" && vd_mounted "$tmpfs"; then
+	nsfuzz_on "native ext4" "$ext4/native"
+fi
 
 # Each entry: KIND|EXTRA-OPTIONS.
 for v in "mem|" "mem|writeback_cache" "mem|direct_io" "dir|" "sqlite|"; do
@@ -67,6 +91,7 @@ for v in "mem|" "mem|writeback_cache" "mem|direct_io" "dir|" "sqlite|"; do
 		continue
 	fi
 	fsx_on "$label" "$mnt"
+	nsfuzz_on "$label" "$mnt"
 	persist=0
 	if [ "$kind" != mem ] && [ -z "$opt" ]; then
 		run_ok "fsx $label seed 7, file kept for remount" \
