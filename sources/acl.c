@@ -128,3 +128,44 @@ int vd_acl_chmod(void *acl, size_t len, mode_t mode)
 	n = acl_apply(acl, n, mode, 0);
 	return n < 0 ? n : 0;
 }
+
+int vd_acl_mode(const void *acl, size_t len, mode_t *perm, int *extended)
+{
+	const struct acl_entry *e =
+		(const struct acl_entry *)((const char *)acl + 4);
+	int n = acl_count(acl, len), have = 0;
+	mode_t bits = 0, group = 0, mask = 0;
+	int has_mask = 0;
+
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n; i++) {
+		struct acl_entry x;
+
+		memcpy(&x, &e[i], sizeof(x));
+		mode_t p = le16toh(x.perm) & 7;
+		switch (le16toh(x.tag)) {
+		case TAG_USER_OBJ:
+			bits |= p << 6;
+			have |= 1;
+			break;
+		case TAG_GROUP_OBJ:
+			group = p;
+			have |= 2;
+			break;
+		case TAG_MASK:
+			mask = p;
+			has_mask = 1;
+			break;
+		case TAG_OTHER:
+			bits |= p;
+			have |= 4;
+			break;
+		}
+	}
+	if (have != 7)
+		return -EINVAL;
+	*perm = bits | (has_mask ? mask : group) << 3;
+	*extended = n > 3;
+	return 0;
+}

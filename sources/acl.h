@@ -29,4 +29,12 @@ int vd_acl_inherit(const void *dflt, size_t len, mode_t *mode, void **access,
  */
 int vd_acl_chmod(void *acl, size_t len, mode_t mode);
 
+/*
+ * The permission bits an access ACL stands for (posix_acl_equiv_mode):
+ * owner, mask (or group) and other. *extended is set when the ACL has
+ * more than those three entries, i.e. when the mode bits alone cannot
+ * say it. Returns 0 or -EINVAL for a malformed ACL.
+ */
+int vd_acl_mode(const void *acl, size_t len, mode_t *perm, int *extended);
+
 #endif

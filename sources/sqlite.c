@@ -234,7 +234,7 @@ struct sq {
 	bool committer_running, stop;
 	bool want_ckpt; /* the WAL has grown: checkpoint it */
 	bool in_txn;
-	bool unsynced; /* commits since the WAL was last synced */
+	bool unsynced;		    /* commits since the WAL was last synced */
 	int64_t txn_start, last_op; /* monotonic ms */
 	uint64_t txn_bytes;
 	int64_t room; /* bytes make_room may let through before it looks again
@@ -2029,6 +2029,38 @@ static int touch_ctime(struct sq *s, uint64_t ino)
 	return put_attr(s, &a);
 }
 
+/*
+ * Setting an access ACL sets the mode bits it stands for (the kernel
+ * leaves that to FUSE servers), and one that says no more than the mode
+ * bits is not kept, as posix_acl_update_mode() does.
+ */
+static int set_access_acl(struct sq *s, vd_node_t node, const char *value,
+			  size_t size, bool had)
+{
+	struct sq_attr a;
+	mode_t perm;
+	int extended, r;
+
+	r = vd_acl_mode(value, size, &perm, &extended);
+	if (!r)
+		r = get_attr(s, node, &a);
+	if (r)
+		return r;
+	if (extended) {
+		r = put_xattr(s, node, VD_ACL_ACCESS, value, size);
+	} else if (had) {
+		sqlite3_stmt *q = q_ino(s, S_DELX, node);
+
+		sqlite3_bind_text(q, 2, VD_ACL_ACCESS, -1, SQLITE_STATIC);
+		r = run(s, q);
+	}
+	if (r)
+		return r;
+	a.mode = (a.mode & ~(mode_t)0777) | perm;
+	a.ctime = now_ns();
+	return put_attr(s, &a);
+}
+
 /* setxattr with XATTR_CREATE / XATTR_REPLACE; bumps ctime. */
 static int do_setxattr(struct sq *s, vd_node_t node, const char *name,
 		       const char *value, size_t size, int flags)
@@ -2051,6 +2083,8 @@ static int do_setxattr(struct sq *s, vd_node_t node, const char *name,
 		return -EEXIST;
 	if ((flags & XATTR_REPLACE) && r == -ENODATA)
 		return -ENODATA;
+	if (!strcmp(name, VD_ACL_ACCESS))
+		return set_access_acl(s, node, value, size, r == 0);
 	r = put_xattr(s, node, name, value, size);
 	return r ? r : touch_ctime(s, node);
 }

@@ -559,6 +559,23 @@ static void test_inherit(void)
 		   attr(sub).st_gid == 4242 && (attr(sub).st_mode & S_ISGID),
 	   "a setgid folder passes on its group and setgid bit");
 	ctx.uid = ctx.gid = 0;
+	/* Setting an access ACL sets the mode bits it stands for. */
+	f = mkfile(VD_ROOT, "acl-mode", 0600);
+	acl[4 + 3 * 8 + 2] = 4; /* mask r-- */
+	ok(ops->setxattr(&ctx, f, "system.posix_acl_access", (char *)acl,
+			 sizeof(acl), 0) == 0 &&
+		   (attr(f).st_mode & 0777) == 0740,
+	   "an access ACL sets the mode");
+	unsigned char three[4 + 3 * 8] = {2};
+	three[4] = 0x01, three[4 + 2] = 6;
+	three[12] = 0x04, three[12 + 2] = 4;
+	three[20] = 0x20, three[20 + 2] = 0;
+	ok(ops->setxattr(&ctx, f, "system.posix_acl_access", (char *)three,
+			 sizeof(three), 0) == 0 &&
+		   (attr(f).st_mode & 0777) == 0640 &&
+		   ops->getxattr(&ctx, f, "system.posix_acl_access", buf,
+				 sizeof(buf)) == -ENODATA,
+	   "a minimal access ACL only sets the mode");
 }
 
 static void test_unlink_open(void)
