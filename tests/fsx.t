@@ -36,16 +36,17 @@ fsx_on() {
 		"$FSX" -s 99 -n "$ops" -l 65536 -w 9000 "$dir"
 }
 
-# nsfuzz_on LABEL DIR: the name-space fuzzer, DIR against a native
-# reference folder ($ref, set below), in fresh subfolders per seed.
+# nsfuzz_on LABEL DIR [-u]: the name-space fuzzer, DIR against a native
+# reference folder ($ref, set below), in fresh subfolders per seed; with
+# -u the operations run as three different users.
 nsfuzz_on() {
-	local label=$1 dir=$2 s r
+	local label=$1 dir=$2 u=${3:-} s r
 	for s in $seeds; do
 		nsn=$((nsn + 1))
 		r=$ref/$nsn
 		mkdir -p "$r" "$dir/ns-$s" &&
-			run_ok "nsfuzz $label seed $s ($ops ops, against native)" \
-				"$NS" -s "$s" -n "$ops" "$r" "$dir/ns-$s"
+			run_ok "nsfuzz${u:+ $u} $label seed $s ($ops ops, against native)" \
+				"$NS" $u -s "$s" -n "$ops" "$r" "$dir/ns-$s"
 	done
 }
 nsn=0
@@ -68,7 +69,8 @@ ref=$tmpfs/nsref
 vd_mounted "$tmpfs" || ref=$ext4/nsref
 mkdir -p "$ref"
 if vd_mounted "$ext4" && vd_mounted "$tmpfs"; then
-	nsfuzz_on "native ext4" "$ext4/native"
+	chmod 755 "$ref" "$ext4/native"
+	nsfuzz_on "native ext4" "$ext4/native" -u
 fi
 
 # Each entry: KIND|EXTRA-OPTIONS.
@@ -86,12 +88,17 @@ for v in "mem|" "mem|writeback_cache" "mem|direct_io" "dir|" "sqlite|"; do
 	sqlite) spec=sqlite:$tmpfs/fsx.db ;;
 	esac
 	mnt=$(vd_mktemp "mnt-$kind${opt:+-$opt}")
-	if ! vd_mount "$spec" "$mnt" ${opt:+-o "$opt"}; then
-		ok 1 "mount $spec${opt:+ -o $opt}"
+	if ! vd_mount "$spec" "$mnt" -o "allow_other${opt:+,$opt}"; then
+		ok 1 "mount $spec -o allow_other${opt:+,$opt}"
 		continue
 	fi
 	fsx_on "$label" "$mnt"
-	nsfuzz_on "$label" "$mnt"
+	if [ "$opt" = direct_io ] && [ "$kind" != sqlite ]; then
+		skip "nsfuzz -u $label" "known bug: direct_io writes by another user keep set-id bits (posix.t suid_clear TODO)"
+		nsfuzz_on "$label" "$mnt"
+	else
+		nsfuzz_on "$label" "$mnt" -u
+	fi
 	persist=0
 	if [ "$kind" != mem ] && [ -z "$opt" ]; then
 		run_ok "fsx $label seed 7, file kept for remount" \

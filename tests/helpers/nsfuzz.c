@@ -5,11 +5,15 @@
  * and small writes runs in a reference folder (native ext4 or tmpfs) and
  * in the folder under test. Every call must give the same result and
  * errno in both, and every few operations the two trees must be the same:
- * names, types, modes, sizes, contents, link counts, symlink targets, and
- * which names share an inode.
+ * names, types, modes, owners, sizes, contents, link counts, and which
+ * names share an inode.
  *
- *   nsfuzz [-s SEED] [-n OPS] REFDIR TESTDIR
+ *   nsfuzz [-s SEED] [-n OPS] [-u] REFDIR TESTDIR
  *
+ * -u: each operation runs as root, uid 1000 (groups 1000, 2000) or uid
+ * 1001, at random, so permission checks, ownership of new entries,
+ * setgid folders, sticky folders and set-id clearing are compared too
+ * (a drive needs allow_other for that). *
  * Paths are drawn from a few short names nested up to three deep, so
  * calls collide often (existing targets, non-empty folders, moves into
  * one's own subfolder, symlinks in the way). Symlink targets are relative
@@ -20,6 +24,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -37,6 +42,7 @@ static unsigned long seed = 1;
 static long nops = 5000, opnum;
 static const char *root[2];
 static char oplog[LOG_KEEP][PATH_MAX * 2 + 64];
+static int op_uid[LOG_KEEP], users;
 
 /* xorshift64*: the same sequence for a seed on every machine. */
 static uint64_t rnd(void)
@@ -61,9 +67,10 @@ __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
 	printf("\n# last operations:\n");
 	for (long i = opnum - LOG_KEEP + 1; i <= opnum; i++)
 		if (i >= 1)
-			printf("#   %6ld %s\n", i, oplog[i % LOG_KEEP]);
-	printf("# reproduce: nsfuzz -s %lu -n %ld REFDIR TESTDIR\n", seed,
-	       opnum);
+			printf("#   %6ld uid %4d: %s\n", i,
+			       op_uid[i % LOG_KEEP], oplog[i % LOG_KEEP]);
+	printf("# reproduce: nsfuzz -s %lu -n %ld%s REFDIR TESTDIR\n", seed,
+	       opnum, users ? " -u" : "");
 	exit(1);
 }
 
@@ -125,7 +132,7 @@ static void step(void)
 	char pa[PATH_MAX], pb[PATH_MAX], a[2][PATH_MAX], b[2][PATH_MAX];
 	char data[256], *log = oplog[opnum % LOG_KEEP];
 	struct res r[2];
-	int kind = (int)(rnd() % 14);
+	int kind = (int)(rnd() % 15);
 	int s;
 
 	rnd_path(pa, sizeof(pa));
@@ -206,12 +213,22 @@ static void step(void)
 		break;
 	}
 	case 11: {
-		static const mode_t modes[] = {0644, 0600, 0755, 01777, 0444};
-		mode_t m = modes[rnd() % 5];
+		static const mode_t modes[] = {0644, 0600,  0755,  01777, 0444,
+					       0700, 02775, 04755, 06777, 0711};
+		mode_t m = modes[rnd() % 10];
 
 		snprintf(log, sizeof(oplog[0]), "chmod %s %o", pa, m);
 		for (s = 0; s < 2; s++)
 			r[s] = (struct res){chmod(a[s], m), errno};
+		break;
+	}
+	case 13: {
+		static const int ids[] = {-1, 0, 1000, 1001, 2000};
+		int u = ids[rnd() % 4], g = ids[rnd() % 5];
+
+		snprintf(log, sizeof(oplog[0]), "chown %s %d:%d", pa, u, g);
+		for (s = 0; s < 2; s++)
+			r[s] = (struct res){chown(a[s], u, g), errno};
 		break;
 	}
 	case 12: {
@@ -222,6 +239,8 @@ static void step(void)
 			r[s] = (struct res){stat(a[s], &st[s]), errno};
 		same(log, r[0], r[1]);
 		if (r[0].r == 0 && (st[0].st_mode != st[1].st_mode ||
+				    st[0].st_uid != st[1].st_uid ||
+				    st[0].st_gid != st[1].st_gid ||
 				    (S_ISREG(st[0].st_mode) &&
 				     st[0].st_size != st[1].st_size) ||
 				    st[0].st_nlink != st[1].st_nlink))
@@ -328,6 +347,10 @@ static void compare_trees(void)
 		if (!x || !y || strcmp(x->path, y->path))
 			die("trees differ: reference has %s, test has %s",
 			    x ? x->path : "(end)", y ? y->path : "(end)");
+		if (x->st.st_uid != y->st.st_uid ||
+		    x->st.st_gid != y->st.st_gid)
+			die("%s: owner %d:%d/%d:%d", x->path, x->st.st_uid,
+			    x->st.st_gid, y->st.st_uid, y->st.st_gid);
 		if (x->st.st_mode != y->st.st_mode ||
 		    x->st.st_nlink != y->st.st_nlink ||
 		    (!S_ISDIR(x->st.st_mode) && x->st.st_size != y->st.st_size))
@@ -347,13 +370,29 @@ static void compare_trees(void)
 	}
 }
 
+/*
+ * Act as root (who 0), or as uid/gid 1000 (also in group 2000) or 1001,
+ * for the next operation: effective ids only, so root can come back.
+ */
+static void become(int who)
+{
+	static const gid_t groups[3][2] = {{0, 0}, {1000, 2000}, {1001, 1001}};
+	static const uid_t ids[3] = {0, 1000, 1001};
+
+	if (seteuid(0) || setgroups(who == 1 ? 2 : 1, groups[who]) ||
+	    setegid(ids[who]) || seteuid(ids[who]))
+		die("cannot become uid %d: %s", ids[who], strerror(errno));
+}
+
 /* Parse arguments, run the operations, compare the trees as we go. */
 int main(int argc, char **argv)
 {
 	int c;
 
-	while ((c = getopt(argc, argv, "s:n:")) != -1) {
-		if (c == 's')
+	while ((c = getopt(argc, argv, "s:n:u")) != -1) {
+		if (c == 'u')
+			users = 1;
+		else if (c == 's')
 			seed = strtoul(optarg, NULL, 0);
 		else if (c == 'n')
 			nops = atol(optarg);
@@ -365,10 +404,20 @@ int main(int argc, char **argv)
 	root[0] = argv[optind];
 	root[1] = argv[optind + 1];
 	rng = seed * 0x9E3779B97F4A7C15ULL + 3;
+	if (users && (chmod(root[0], 0777) || chmod(root[1], 0777)))
+		die("chmod 777 the roots: %s", strerror(errno));
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("1..1\n");
 	for (opnum = 1; opnum <= nops; opnum++) {
+		if (users) {
+			int who = (int)(rnd() % 3);
+
+			op_uid[opnum % LOG_KEEP] = who ? 999 + who : 0;
+			become(who);
+		}
 		step();
+		if (users)
+			become(0);
 		if (opnum % 50 == 0)
 			compare_trees();
 	}
@@ -378,7 +427,7 @@ int main(int argc, char **argv)
 	       seed, nops, nents[0]);
 	return 0;
 usage:
-	fprintf(stderr, "usage: %s [-s SEED] [-n OPS] REFDIR TESTDIR\n",
+	fprintf(stderr, "usage: %s [-s SEED] [-n OPS] [-u] REFDIR TESTDIR\n",
 		argv[0]);
 	return 2;
 }
