@@ -784,10 +784,22 @@ static void test_bad_files(const char *dir)
 	ok(open_drive("", err, sizeof(err)) == -EINVAL, "no path is refused");
 }
 
+static char dir[] = "/tmp/sqlite_test.XXXXXX";
+
+/* Remove the test's folder however main() ends. */
+static void remove_dir(void)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd))
+		printf("# could not remove %s\n", dir);
+}
+
 int main(void)
 {
-	char dir[] = "/tmp/sqlite_test.XXXXXX", err[256] = "", cmd[300];
 	static unsigned char buf[CS], back[CS];
+	char err[256] = "";
 	vd_node_t f;
 	int r;
 
@@ -795,6 +807,7 @@ int main(void)
 		printf("1..0 # SKIP mkdtemp failed\n");
 		return 0;
 	}
+	atexit(remove_dir);
 	snprintf(dbpath, sizeof(dbpath), "%s/drive.db", dir);
 	r = open_drive(dbpath, err, sizeof(err));
 	ok(r == 0, "open a new database (%s)", err);
@@ -868,9 +881,6 @@ int main(void)
 	close_drive();
 	ok(integrity_ok(), "PRAGMA integrity_check says ok");
 	test_bad_files(dir);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd))
-		printf("# could not remove %s\n", dir);
 	printf("1..%d\n", tests);
 	return failed ? 1 : 0;
 }
