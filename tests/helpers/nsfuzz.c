@@ -1,12 +1,12 @@
 /*
  * nsfuzz.c - differential fuzzing of the name space: the same random
  * sequence of creates, mkdirs, renames (plain, RENAME_NOREPLACE,
- * RENAME_EXCHANGE), links, symlinks, unlinks, rmdirs, truncates, chmods
- * and small writes runs in a reference folder (native ext4 or tmpfs) and
- * in the folder under test. Every call must give the same result and
- * errno in both, and every few operations the two trees must be the same:
- * names, types, modes, owners, sizes, contents, link counts, and which
- * names share an inode.
+ * RENAME_EXCHANGE), links, symlinks, unlinks, rmdirs, truncates, chmods,
+ * chowns, user.* xattr sets and removals, and small writes runs in a reference
+ * folder (native ext4 or tmpfs) and in the folder under test. Every call must
+ * give the same result and errno in both, and every few operations the two
+ * trees must be the same: names, types, modes, owners, sizes, contents, xattrs,
+ * link counts, and which names share an inode.
  *
  *   nsfuzz [-s SEED] [-n OPS] [-u] REFDIR TESTDIR
  *
@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #define LOG_KEEP 25
@@ -132,7 +133,7 @@ static void step(void)
 	char pa[PATH_MAX], pb[PATH_MAX], a[2][PATH_MAX], b[2][PATH_MAX];
 	char data[256], *log = oplog[opnum % LOG_KEEP];
 	struct res r[2];
-	int kind = (int)(rnd() % 15);
+	int kind = (int)(rnd() % 17);
 	int s;
 
 	rnd_path(pa, sizeof(pa));
@@ -220,6 +221,30 @@ static void step(void)
 		snprintf(log, sizeof(oplog[0]), "chmod %s %o", pa, m);
 		for (s = 0; s < 2; s++)
 			r[s] = (struct res){chmod(a[s], m), errno};
+		break;
+	}
+	case 14: {
+		static const int fl[] = {0, XATTR_CREATE, XATTR_REPLACE};
+		int f = fl[rnd() % 3];
+		size_t len = rnd() % 40;
+		char name[16];
+
+		snprintf(name, sizeof(name), "user.k%d", (int)(rnd() % 3));
+		memset(data, 'a' + opnum % 26, len);
+		snprintf(log, sizeof(oplog[0]),
+			 "setxattr %s %s len %zu flags %d", pa, name, len, f);
+		for (s = 0; s < 2; s++)
+			r[s] = (struct res){setxattr(a[s], name, data, len, f),
+					    errno};
+		break;
+	}
+	case 15: {
+		char name[16];
+
+		snprintf(name, sizeof(name), "user.k%d", (int)(rnd() % 3));
+		snprintf(log, sizeof(oplog[0]), "removexattr %s %s", pa, name);
+		for (s = 0; s < 2; s++)
+			r[s] = (struct res){removexattr(a[s], name), errno};
 		break;
 	}
 	case 13: {
@@ -315,6 +340,31 @@ static void walk(int side, const char *rel)
 	free(list);
 }
 
+/*
+ * Compare the user.* xattrs of rel on both sides: names and values
+ * (names from the fuzzer's three, so their order can be ignored).
+ */
+static void same_xattrs(const char *rel)
+{
+	char p[PATH_MAX], v[2][256], name[16];
+	ssize_t n[2];
+
+	for (int k = 0; k < 3; k++) {
+		snprintf(name, sizeof(name), "user.k%d", k);
+		for (int s = 0; s < 2; s++) {
+			full(s, rel, p, sizeof(p));
+			n[s] = lgetxattr(p, name, v[s], sizeof(v[s]));
+			if (n[s] < 0 && errno != ENODATA)
+				die("lgetxattr %s %s: %s", p, name,
+				    strerror(errno));
+		}
+		if (n[0] != n[1] || (n[0] > 0 && memcmp(v[0], v[1], n[0])))
+			die("%s: xattr %s is %zd bytes here, %zd there (or "
+			    "differs)",
+			    rel, name, n[0], n[1]);
+	}
+}
+
 /* Compare the contents of two regular files of the same size. */
 static void same_bytes(const char *rel, off_t size)
 {
@@ -361,6 +411,8 @@ static void compare_trees(void)
 			    (long)y->st.st_size);
 		if (S_ISREG(x->st.st_mode))
 			same_bytes(x->path, x->st.st_size);
+		if (!S_ISLNK(x->st.st_mode))
+			same_xattrs(x->path);
 		/* Names sharing an inode on one side share it on the other. */
 		for (int j = 0; j < i; j++)
 			if ((ents[0][j].st.st_ino == x->st.st_ino) !=
