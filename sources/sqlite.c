@@ -480,6 +480,7 @@ static int sq_begin(struct sq *s)
 	s->in_txn = true;
 	s->txn_start = mono_ms();
 	s->txn_bytes = 0;
+	pthread_cond_signal(&s->wake);
 	return 0;
 }
 
@@ -619,7 +620,10 @@ static void *committer(void *arg)
 			ts.tv_sec++;
 			ts.tv_nsec -= NS;
 		}
-		if (!s->want_ckpt)
+		/* Idle with nothing open: sleep until sq_begin() wakes us. */
+		if (!s->in_txn && !s->want_ckpt)
+			pthread_cond_wait(&s->wake, &s->lock);
+		else if (!s->want_ckpt)
 			pthread_cond_timedwait(&s->wake, &s->lock, &ts);
 		if (s->in_txn && (mono_ms() - s->last_op >= SQ_IDLE_MS ||
 				  mono_ms() - s->txn_start >= SQ_COMMIT_MS))
