@@ -1983,6 +1983,20 @@ static int do_readdir(struct sq *s, vd_node_t node, off_t off, vd_fill_fn fill,
 	return 0;
 }
 
+/*
+ * vd_ops.opendir: let the kernel keep listings across opens. Every
+ * change comes through the drive, and the kernel drops a folder's cached
+ * listing when the folder changes.
+ */
+static int sq_opendir(const struct vd_ctx *ctx, vd_node_t node,
+		      struct vd_file *fi)
+{
+	(void)ctx, (void)node;
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
+	return 0;
+}
+
 /* vd_ops.readdir, under the lock, in the open transaction. */
 static int sq_readdir(const struct vd_ctx *ctx, vd_node_t node,
 		      struct vd_file *fi, off_t off, vd_fill_fn fill, void *buf)
@@ -2395,6 +2409,7 @@ static const struct vd_ops sq_ops = {
 	.write = sq_write,
 	.release = sq_release,
 	.fsync = sq_fsync,
+	.opendir = sq_opendir,
 	.readdir = sq_readdir,
 	.fsyncdir = sq_fsyncdir,
 	.statfs = sq_statfs,
