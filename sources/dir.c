@@ -35,6 +35,10 @@
  *    3% of the serving process in it). A lookup or getattr of a file
  *    whose descriptor is not cached costs one open_by_handle_at more;
  *    25,000 files looked up and stat'ed keep ~1,030 descriptors open.
+ *  - Where handles cannot be used (overlayfs without nfs_export, FUSE, or
+ *    not root), each node keeps an O_PATH descriptor of its own instead
+ *    (as passthrough_ll does), and files are reopened through
+ *    /proc/self/fd: everything works, within the descriptor limit.
  *  - Ownership: creating syscalls run with the caller's fsuid/fsgid on
  *    the serving thread (raw setfsuid/setfsgid are per thread), so the
  *    backing file system applies its own setgid-folder rules. Each
@@ -107,6 +111,11 @@ struct dir_src {
 	int nmounts;
 	gid_t *groups; /* the serving process's own groups, to restore */
 	int ngroups;
+	/* The file system gives no handles (overlayfs without nfs_export,
+	 * FUSE), or we may not use them (not root): each node then keeps an
+	 * O_PATH descriptor of its own for life, and the folder can hold only
+	 * as many files in use as the descriptor limit allows. */
+	bool nohandles;
 };
 
 /* An open folder: a real descriptor and what getdents64 gave. */
@@ -216,7 +225,7 @@ static int pin(struct dir_src *s, struct dnode *n, int *fd)
 	pthread_mutex_lock(&s->lock);
 	n->pins++;
 	if (n->fd >= 0) {
-		if (!n->dead) { /* a forgotten node has left the LRU */
+		if (!n->dead && n->fh) { /* in the LRU */
 			lru_unlink(n);
 			lru_push(s, n);
 		}
@@ -507,6 +516,72 @@ static struct dnode *node_known(struct dir_src *s, const struct stat *st,
 }
 
 /*
+ * node_at() without handles: the node for st's inode holds an O_PATH
+ * descriptor of dfd/name (name NULL: of the file dfd itself). A known
+ * inode takes the new descriptor (its number may have been reused).
+ */
+static int node_at_fd(struct dir_src *s, int dfd, const char *name,
+		      const struct stat *st, const struct statx_timestamp *bt,
+		      struct dnode **out)
+{
+	struct dnode *n, *fresh;
+	char path[64];
+	int fd, old = -1;
+
+	if (st->st_dev == s->root.dev && st->st_ino == s->root.ino) {
+		*out = &s->root;
+		return 0;
+	}
+	if (name) {
+		fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	} else {
+		proc_path(path, sizeof(path), dfd);
+		fd = open(path, O_PATH | O_CLOEXEC);
+	}
+	if (fd < 0)
+		return -errno;
+	fresh = calloc(1, sizeof(*fresh));
+	if (!fresh) {
+		close(fd);
+		return -ENOMEM;
+	}
+	fresh->dev = st->st_dev;
+	fresh->ino = st->st_ino;
+	fresh->link = S_ISLNK(st->st_mode);
+	fresh->btime = *bt;
+	fresh->fd = fd;
+	pthread_mutex_lock(&s->lock);
+	size_t k = hash_key(st->st_dev, st->st_ino, s->nbuckets);
+	for (n = s->buckets[k]; n; n = n->hnext) {
+		if (n->dev == st->st_dev && n->ino == st->st_ino)
+			break;
+	}
+	if (n) {
+		if (n->pins == 0) {
+			old = n->fd;
+			n->fd = fd;
+			n->btime = *bt;
+			n->link = fresh->link;
+		} else {
+			old = fd; /* in use: keep the one it has */
+		}
+	} else {
+		fresh->hnext = s->buckets[k];
+		s->buckets[k] = fresh;
+		if (++s->count > s->nbuckets * 2)
+			grow(s);
+		n = fresh;
+		fresh = NULL;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (old >= 0)
+		close(old);
+	free(fresh);
+	*out = n;
+	return 0;
+}
+
+/*
  * The node for dfd/name (name NULL: for the file dfd itself), with its
  * attributes in st.
  */
@@ -523,6 +598,8 @@ static int node_at(struct dir_src *s, int dfd, const char *name,
 	*out = node_known(s, st, &bt);
 	if (*out)
 		return 0;
+	if (s->nohandles)
+		return node_at_fd(s, dfd, name, st, &bt, out);
 	h.h.handle_bytes = MAX_HANDLE_SZ;
 	if (name_to_handle_at(dfd, name ? name : "", &h.h, &mnt_id,
 			      name ? 0 : AT_EMPTY_PATH) < 0)
@@ -641,6 +718,17 @@ static int node_open(struct dir_src *s, struct dnode *n, int flags)
 		fd = openat(s->root.fd, ".", flags);
 		return fd < 0 ? -errno : fd;
 	}
+	if (s->nohandles) {
+		char path[64];
+		int pfd, r = pin(s, n, &pfd);
+		if (r)
+			return r;
+		proc_path(path, sizeof(path), pfd);
+		fd = open(path, flags);
+		r = fd < 0 ? -errno : fd;
+		unpin(s, n);
+		return r;
+	}
 	pthread_mutex_lock(&s->lock);
 	memcpy(&h, n->fh, sizeof(*n->fh) + n->fh->handle_bytes);
 	mfd = s->mounts[n->mnt].fd;
@@ -689,8 +777,10 @@ static void dir_forget(void *data, vd_node_t node)
 	}
 	now = n->pins == 0;
 	if (n->fd >= 0) {
-		lru_unlink(n);
-		s->nfds--;
+		if (n->fh) {
+			lru_unlink(n);
+			s->nfds--;
+		}
 		if (now) {
 			fd = n->fd;
 			n->fd = -1;
@@ -900,6 +990,23 @@ static int dir_rename(const struct vd_ctx *ctx, vd_node_t parent,
 	return r;
 }
 
+/* Give the file fd the name dfd/name. AT_EMPTY_PATH needs
+ * CAP_DAC_READ_SEARCH; without it /proc's link to fd does the same
+ * (except for an O_TMPFILE file). */
+static int link_fd(int fd, int dfd, const char *name)
+{
+	char path[64];
+
+	if (linkat(fd, "", dfd, name, AT_EMPTY_PATH) == 0)
+		return 0;
+	if (errno != EPERM && errno != ENOENT)
+		return -errno;
+	proc_path(path, sizeof(path), fd);
+	if (linkat(AT_FDCWD, path, dfd, name, AT_SYMLINK_FOLLOW) < 0)
+		return -errno;
+	return 0;
+}
+
 static int dir_link(const struct vd_ctx *ctx, vd_node_t node,
 		    vd_node_t newparent, const char *newname, struct stat *st)
 {
@@ -912,9 +1019,9 @@ static int dir_link(const struct vd_ctx *ctx, vd_node_t node,
 		return r;
 	r = pin(s, np, &npfd);
 	if (r == 0) {
-		if (linkat(fd, "", npfd, newname, AT_EMPTY_PATH) < 0 ||
-		    fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) <
-			    0)
+		r = link_fd(fd, npfd, newname);
+		if (r == 0 && fstatat(fd, "", st,
+				      AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 			r = -errno;
 		unpin(s, np);
 	}
@@ -1307,13 +1414,39 @@ static const struct vd_ops dir_ops = {
 	.tmpfile = dir_tmpfile,
 };
 
+/*
+ * Whether files can be reopened from handles here: the file system makes
+ * them and we may use them (CAP_DAC_READ_SEARCH). If so, registers the
+ * root's mount for open_by_handle_at().
+ */
+static bool handles_work(struct dir_src *s)
+{
+	union dir_fh h;
+	int mnt_id, mfd, fd;
+
+	h.h.handle_bytes = MAX_HANDLE_SZ;
+	if (name_to_handle_at(s->root.fd, "", &h.h, &mnt_id, AT_EMPTY_PATH) < 0)
+		return false;
+	mfd = openat(s->root.fd, ".", MOUNT_FD_FLAGS);
+	if (mfd < 0)
+		return false;
+	fd = open_by_handle_at(mfd, &h.h, O_PATH | O_CLOEXEC);
+	if (fd < 0) {
+		close(mfd);
+		return false;
+	}
+	close(fd);
+	s->mounts[0].id = mnt_id;
+	s->mounts[0].fd = mfd;
+	s->nmounts = 1;
+	return true;
+}
+
 /* Fill the root node of s from the folder at path. */
 static int open_root(struct dir_src *s, const char *path, char *err,
 		     size_t errlen)
 {
-	union dir_fh h;
 	struct stat st;
-	int mnt_id, fd;
 
 	s->root.fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (s->root.fd < 0) {
@@ -1326,44 +1459,15 @@ static int open_root(struct dir_src *s, const char *path, char *err,
 				       : strerror(e));
 		return -e;
 	}
-	if (faccessat(s->root.fd, ".", R_OK | X_OK, 0) < 0) {
+	if (faccessat(s->root.fd, ".", R_OK | X_OK, 0) < 0 ||
+	    fstat(s->root.fd, &st) < 0) {
 		int e = errno;
 		snprintf(err, errlen, "dir: %s: %s", path, strerror(e));
-		return -e;
-	}
-	h.h.handle_bytes = MAX_HANDLE_SZ;
-	if (fstat(s->root.fd, &st) < 0 ||
-	    name_to_handle_at(s->root.fd, "", &h.h, &mnt_id, AT_EMPTY_PATH) <
-		    0) {
-		int e = errno;
-		snprintf(err, errlen,
-			 "dir: %s: its file system gives no file handles (%s)",
-			 path, strerror(e));
 		return -e;
 	}
 	s->root.dev = st.st_dev;
 	s->root.ino = st.st_ino;
-	s->mounts[0].id = mnt_id;
-	s->mounts[0].fd = openat(s->root.fd, ".", MOUNT_FD_FLAGS);
-	if (s->mounts[0].fd < 0) {
-		int e = errno;
-		snprintf(err, errlen, "dir: %s: %s", path, strerror(e));
-		return -e;
-	}
-	s->nmounts = 1;
-	fd = open_by_handle_at(s->mounts[0].fd, &h.h, O_PATH | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		snprintf(
-			err, errlen,
-			e == EPERM
-				? "dir: %s: reopening files by handle needs "
-				  "CAP_DAC_READ_SEARCH (run as root)"
-				: "dir: %s: cannot reopen files by handle (%s)",
-			path, strerror(e));
-		return -e;
-	}
-	close(fd);
+	s->nohandles = !handles_work(s);
 	return 0;
 }
 

@@ -111,4 +111,32 @@ ok $? "rm -rf of them through the drive"
 
 vd_umount "$mnt"
 ok $? "unmount"
+
+# A file system without file handles (overlayfs): each node then keeps a
+# descriptor of its own; the same operations must work.
+ov=$VD_TMP/ov
+mkdir -p "$ov/l" "$ov/u" "$ov/w" "$ov/m" && echo lower >"$ov/l/low"
+if mount -t overlay overlay -o "lowerdir=$ov/l,upperdir=$ov/u,workdir=$ov/w" "$ov/m" 2>/dev/null; then
+	VD_MOUNTS+=("$ov/m")
+	vd_mount dir:"$ov/m" "$mnt" -o allow_other --name dirov
+	ok $? "mount dir: over an overlayfs (no file handles)"
+	cp -a "$src" "$mnt/tree" && diff -r "$src" "$mnt/tree" >/dev/null &&
+		diff <(listing "$mnt") <(listing "$ov/m") >/dev/null
+	ok $? "overlayfs: a copied tree reads back identical, inodes match"
+	echo x >"$mnt/a" && ln "$mnt/a" "$mnt/b" && mv "$mnt/b" "$mnt/tree/c" &&
+		[ "$(stat -c %h "$mnt/a")" = 2 ] && [ "$(cat "$mnt/low")" = lower ] &&
+		echo up >>"$mnt/low" && [ "$(cat "$ov/m/low")" = "lower
+up" ]
+	ok $? "overlayfs: links, renames, copy-up of a lower file"
+	mkdir -m 1777 "$mnt/tree/pub" &&
+		as_user sh -c "umask 022; echo u >'$mnt/tree/pub/mine'" &&
+		[ "$(stat -c '%u:%g %a' "$ov/m/tree/pub/mine")" = "$U:$G 644" ]
+	ok $? "overlayfs: files of uid $U belong to it"
+	rm -rf "$mnt/tree" "$mnt/a" && [ ! -e "$ov/m/tree" ]
+	ok $? "overlayfs: rm -rf through the drive"
+	vd_umount "$mnt"
+	ok $? "unmount the overlayfs mirror"
+else
+	skip "dir: over overlayfs" "cannot mount an overlayfs here"
+fi
 done_testing
