@@ -32,7 +32,7 @@ backing=$tmpfs
 vd_mounted "$ext4" && backing=$ext4
 
 # Known bugs, shown as TODO until fixed (see tests/lib.sh tap_include).
-for v in "mem: -o direct_io" "dir: -o direct_io"; do
+for v in "mem: -o direct_io"; do
 	VD_TODO["$v: suid_clear"]="direct_io writes by another user keep set-id bits (ext4 clears them)"
 done
 
