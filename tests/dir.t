@@ -54,10 +54,12 @@ ok $? "cp -a kept the hard link"
 
 echo behind >"$back/behind" && [ "$(cat "$mnt/behind")" = behind ]
 ok $? "a file made in the backing folder shows through"
+# At once when the old file is gone (ESTALE makes the kernel look again);
+# with kernel passthrough the old file lives on until the entry times out.
 echo old >"$back/saved" && cat "$mnt/saved" >/dev/null &&
 	echo new >"$back/saved.tmp" && mv "$back/saved.tmp" "$back/saved" &&
-	[ "$(cat "$mnt/saved")" = new ]
-ok $? "a file replaced behind the drive (an editor's save) reads anew at once"
+	{ [ "$(cat "$mnt/saved")" = new ] || { sleep 1.2 && [ "$(cat "$mnt/saved")" = new ]; }; }
+ok $? "a file replaced behind the drive (an editor's save) reads anew"
 exec 7<>"$mnt/links/a" && rm "$mnt/links/a" "$mnt/links/b" && echo more >&7 &&
 	[ "$(cat /proc/self/fd/7)" = more ]
 ok $? "an open file stays usable after its last name is gone"
