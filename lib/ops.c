@@ -672,6 +672,26 @@ static void vd_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
+/*
+ * A write by anyone but root clears set-user-ID, and set-group-ID on a
+ * group-executable file. The kernel does it for cached writes; direct_io
+ * writes it leaves to the server, so the library does it for every source.
+ */
+static void kill_suid(struct vd_drive *d, struct vd_ctx *c, vd_node_t node)
+{
+	struct stat st;
+
+	memset(&st, 0, sizeof(st));
+	if (!d->ops.getattr || !d->ops.setattr ||
+	    CALL(d, d->ops.getattr(c, node, NULL, &st)) != 0)
+		return;
+	if (!(st.st_mode & S_ISUID) &&
+	    (st.st_mode & (S_ISGID | S_IXGRP)) != (S_ISGID | S_IXGRP))
+		return;
+	st.st_mode &= ~(mode_t)(S_ISUID | ((st.st_mode & S_IXGRP) ? S_ISGID : 0));
+	CALL(d, d->ops.setattr(c, node, &st, VD_SET_MODE, NULL));
+}
+
 static void vd_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		     size_t size, off_t off, struct fuse_file_info *fi)
 {
@@ -687,6 +707,8 @@ static void vd_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	mkctx(&c, req);
 	from_fi(&vf, fi);
 	r = CALL(d, d->ops.write(&c, NODE(d, ino), &vf, buf, size, off));
+	if (r > 0 && d->direct_io && c.uid != 0 && !fi->writepage)
+		kill_suid(d, &c, NODE(d, ino));
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else

@@ -93,12 +93,7 @@ for v in "mem|" "mem|writeback_cache" "mem|direct_io" "dir|" "sqlite|"; do
 		continue
 	fi
 	fsx_on "$label" "$mnt"
-	if [ "$opt" = direct_io ] && [ "$kind" != sqlite ]; then
-		skip "nsfuzz -u $label" "known bug: direct_io writes by another user keep set-id bits (posix.t suid_clear TODO)"
-		nsfuzz_on "$label" "$mnt"
-	else
-		nsfuzz_on "$label" "$mnt" -u
-	fi
+	nsfuzz_on "$label" "$mnt" -u
 	persist=0
 	if [ "$kind" != mem ] && [ -z "$opt" ]; then
 		run_ok "fsx $label seed 7, file kept for remount" \

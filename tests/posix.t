@@ -32,9 +32,6 @@ backing=$tmpfs
 vd_mounted "$ext4" && backing=$ext4
 
 # Known bugs, shown as TODO until fixed (see tests/lib.sh tap_include).
-for v in "mem: -o direct_io"; do
-	VD_TODO["$v: suid_clear"]="direct_io writes by another user keep set-id bits (ext4 clears them)"
-done
 
 # Each entry: KIND|EXTRA-OPTIONS. mem: also with the kernel's caches in
 # each mode, as the library's code paths differ.
