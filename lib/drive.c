@@ -2,6 +2,7 @@
  * drive.c - a drive's life: options, mount, serve, stop, free.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vdrive_i.h"
@@ -74,6 +76,7 @@ int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
 	pthread_rwlock_init(&d->forget_lock, NULL);
 	pthread_mutex_init(&d->serial, NULL);
 	pthread_mutex_init(&d->state_lock, NULL);
+	pthread_cond_init(&d->serve_cv, NULL);
 	*out = d;
 	return 0;
 }
@@ -233,6 +236,8 @@ int vd_drive_set_options(struct vd_drive *d, const char *opts)
 	return r;
 }
 
+static unsigned int conn_id_of(const char *mountpoint);
+
 int vd_drive_mount(struct vd_drive *d, const char *mountpoint)
 {
 	char opts[1024];
@@ -298,6 +303,7 @@ int vd_drive_mount(struct vd_drive *d, const char *mountpoint)
 		goto out_err;
 	}
 	d->mounted = true;
+	d->conn_id = conn_id_of(mountpoint);
 	return 0;
 
 out_err:
@@ -306,6 +312,79 @@ out_err:
 	free(d->mountpoint);
 	d->mountpoint = NULL;
 	return r;
+}
+
+/*
+ * The FUSE connection number of the mount at mountpoint: the minor of its
+ * device, read from mountinfo (a stat would wait for the drive to answer).
+ * 0 when not found, as for drives mounted in another namespace.
+ */
+static unsigned int conn_id_of(const char *mountpoint)
+{
+	char real[PATH_MAX], line[8192], mp[4096];
+	unsigned int major, minor, id = 0;
+	FILE *f;
+
+	if (strncmp(mountpoint, "/dev/fd/", 8) == 0 || !realpath(mountpoint, real))
+		return 0;
+	f = fopen("/proc/self/mountinfo", "r");
+	if (!f)
+		return 0;
+	/* The last match is the top mount; escaped names simply never match. */
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%*s %*s %u:%u %*s %4095s", &major, &minor, mp) == 3 &&
+		    strcmp(mp, real) == 0 && strstr(line, " - fuse"))
+			id = minor;
+	}
+	fclose(f);
+	return id;
+}
+
+/*
+ * End the connection through fusectl, mounting it if nobody has: needed
+ * when a copy of the mount lives on in another mount namespace (unshare -m
+ * copies every mount), so unmounting here leaves the workers reading.
+ */
+static void abort_conn(struct vd_drive *d)
+{
+	const char *dir = "/sys/fs/fuse/connections";
+	char path[96];
+	int fd;
+
+	if (!d->conn_id)
+		return;
+	snprintf(path, sizeof(path), "%s/%u/abort", dir, d->conn_id);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT &&
+	    mount("fusectl", dir, "fusectl", 0, NULL) == 0)
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (write(fd, "1", 1) < 0)
+		vd_log(d, "cannot abort the FUSE connection: %s", strerror(errno));
+	close(fd);
+}
+
+/* Wait up to ms for the serving loop to end; true if it has. */
+static bool wait_served(struct vd_drive *d, int ms)
+{
+	struct timespec ts;
+	bool done;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&d->state_lock);
+	while (d->serving &&
+	       pthread_cond_timedwait(&d->serve_cv, &d->state_lock, &ts) == 0)
+		;
+	done = !d->serving;
+	pthread_mutex_unlock(&d->state_lock);
+	return done;
 }
 
 const char *vd_drive_mountpoint(const struct vd_drive *d)
@@ -345,7 +424,14 @@ int vd_drive_serve(struct vd_drive *d, int handle_signals)
 	/* Through vdrived, clones come from the daemon (libfuse >= 3.17)
 	 * or not at all: there is no /dev/fuse to clone from. */
 	fuse_loop_cfg_set_clone_fd(cfg, vd_ns_can_clone(d));
+	pthread_mutex_lock(&d->state_lock);
+	d->serving = true;
+	pthread_mutex_unlock(&d->state_lock);
 	r = fuse_session_loop_mt(d->se, cfg);
+	pthread_mutex_lock(&d->state_lock);
+	d->serving = false;
+	pthread_cond_broadcast(&d->serve_cv);
+	pthread_mutex_unlock(&d->state_lock);
 	fuse_loop_cfg_destroy(cfg);
 	if (r > 0)
 		r = 0; /* ended by a signal */
@@ -384,8 +470,13 @@ int vd_drive_stop(struct vd_drive *d)
 	if (!d || !d->se)
 		return -EINVAL;
 	fuse_session_exit(d->se);
-	/* Workers sleep in read(2) on the device: unmounting wakes them. */
+	/* Workers sleep in read(2) on the device: unmounting wakes them,
+	 * unless the mount lives on elsewhere; then the connection is cut. */
 	unmount_once(d);
+	if (!wait_served(d, 1000)) {
+		abort_conn(d);
+		wait_served(d, 5000);
+	}
 	if (d->thread_started) {
 		pthread_join(d->thread, NULL);
 		d->thread_started = false;
@@ -411,6 +502,7 @@ void vd_drive_free(struct vd_drive *d)
 	pthread_rwlock_destroy(&d->forget_lock);
 	pthread_mutex_destroy(&d->serial);
 	pthread_mutex_destroy(&d->state_lock);
+	pthread_cond_destroy(&d->serve_cv);
 	free(d->mountpoint);
 	free(d->ns_path);
 	free(d->fsname);

@@ -69,6 +69,9 @@ struct vd_drive {
 	pthread_t thread;
 	bool thread_started;
 	pthread_mutex_t state_lock;
+	pthread_cond_t serve_cv; /* signalled when serving ends */
+	bool serving;
+	unsigned int conn_id; /* FUSE connection number (fusectl), 0: unknown */
 
 	/* ns.c: mounted in another namespace or through vdrived; the gate */
 	bool ns_mounted;   /* ns_fd/ns_path are valid */

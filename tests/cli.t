@@ -42,7 +42,7 @@ expect_fail() {
 	[ $r = 0 ] || echo "# rc=$rc output: $out"
 }
 
-echo "1..23"
+echo "1..24"
 "$V" help >/dev/null; ok $? "help exits 0"
 "$V" mount --help | grep -q "usage: vdrive mount"; ok $? "mount --help shows usage"
 "$V" help | grep -q "^  mem:"; ok $? "help lists the mem: source"
@@ -77,4 +77,16 @@ sleep 0.2
 "$V" mount mem: "$T/m2" --name three && pid=$(sed -n 's/^pid=//p' "$VDRIVE_RUNDIR/drives/three") && kill -STOP "$pid"
 timeout 60 "$V" unmount three && ! mounted "$T/m2" && ! alive "$pid"
 ok $? "unmount clears a hung (stopped) drive"
+
+# unshare -m copies every mount: the copy keeps the connection alive, so
+# the drive must cut it itself or it would serve on forever.
+"$V" mount mem: "$T/m2" --name four && pid=$(sed -n 's/^pid=//p' "$VDRIVE_RUNDIR/drives/four")
+unshare -m --propagation private sleep 60 &
+holder=$!
+sleep 0.3
+timeout 30 "$V" unmount four
+for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
+! mounted "$T/m2" && ! alive "$pid"
+ok $? "unmount ends the drive while another namespace holds a copy of its mount"
+kill "$holder"; wait "$holder" 2>/dev/null
 echo "# $fails failed"
