@@ -330,8 +330,11 @@ int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
 
 /*
  * Set drive options from a comma-separated list (as mount -o takes):
- *   ro, allow_other, default_permissions (on by default; "no_perm_check"
- *   turns the kernel's check off and leaves it to the source),
+ *   ro, allow_other, default_permissions (on by default;
+ *   "default_permissions=no" or "no_perm_check" turns the kernel's POSIX
+ *   permission and ACL checks off and leaves them to the source: only for
+ *   a source that checks ctx itself. The built-in sources check nothing,
+ *   so on them every caller could then read, change and chown anything),
  *   entry_timeout=SEC, attr_timeout=SEC, negative_timeout=SEC,
  *   kernel_cache (keep page cache across opens), direct_io,
  *   writeback_cache, max_io=BYTES (up to 1 MiB), readdirplus=yes|no|auto,
