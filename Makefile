@@ -97,7 +97,7 @@ $(B)/examples/%: examples/%.c include/vdrive.h $(B)/libvdrive.so
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $(RPATH) -o $@ $< -L$(B) -lvdrive
 
-$(B)/tests/%: tests/unit/%.c $(B)/libvdsources.a $(B)/libvdrive.so
+$(B)/tests/%: tests/unit/%.c tests/unit/tap.h $(B)/libvdsources.a $(B)/libvdrive.so
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isources -Itests $(LDFLAGS) $(RPATH) -o $@ $< \
 		$(B)/libvdsources.a -L$(B) -lvdrive $(SQLITE_LIBS) -lpthread

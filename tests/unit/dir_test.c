@@ -5,10 +5,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <linux/fs.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,47 +15,14 @@
 #include <unistd.h>
 
 #include "sources.h"
+#include "tap.h"
 
-static int ntest, nfail;
-static char root[256];
-static const struct vd_ops *ops;
-static struct vd_ctx ctx;
-
-static void ok(int cond, const char *fmt, ...)
+/* Open the source for spec into ops and ctx; its message as a diagnostic. */
+static int src_open(const char *spec)
 {
-	va_list ap;
-
-	ntest++;
-	if (!cond)
-		nfail++;
-	printf("%sok %d - ", cond ? "" : "not ", ntest);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
-}
-
-/* path of name inside the temp folder */
-static const char *bpath(const char *name)
-{
-	static char buf[4][512];
-	static int i;
-
-	i = (i + 1) % 4;
-	snprintf(buf[i], sizeof(buf[i]), "%s/%s", root, name);
-	return buf[i];
-}
-
-static int src_open(const char *spec, void **data)
-{
-	const struct vd_source *src = vd_source_find(spec);
 	char err[256] = "";
-	int r;
+	int r = tap_open(spec, err, sizeof(err));
 
-	if (!src)
-		return -ENOSYS;
-	r = src->open(strchr(spec, ':') + 1, &ops, data, err, sizeof(err));
 	if (r)
 		printf("# %s\n", err);
 	return r;
@@ -114,16 +79,15 @@ static int has_name(const struct listing *l, const char *name)
 
 static void test_bad_paths(void)
 {
-	void *d = NULL;
 	char f[600];
 
-	ok(src_open("dir:", &d) == -EINVAL, "dir: with no path is refused");
-	ok(src_open("dir:/nonexistent/vdrive-x", &d) == -ENOENT,
+	ok(src_open("dir:") == -EINVAL, "dir: with no path is refused");
+	ok(src_open("dir:/nonexistent/vdrive-x") == -ENOENT,
 	   "missing folder: -ENOENT");
-	snprintf(f, sizeof(f), "dir:%s", bpath("plainfile"));
-	close(open(bpath("plainfile"), O_CREAT | O_WRONLY, 0644));
-	ok(src_open(f, &d) == -ENOTDIR, "a file: -ENOTDIR");
-	unlink(bpath("plainfile"));
+	snprintf(f, sizeof(f), "dir:%s", tap_path("plainfile"));
+	close(open(tap_path("plainfile"), O_CREAT | O_WRONLY, 0644));
+	ok(src_open(f) == -ENOTDIR, "a file: -ENOTDIR");
+	unlink(tap_path("plainfile"));
 }
 
 static void test_files(void)
@@ -136,7 +100,7 @@ static void test_files(void)
 
 	r = make_file(VD_ROOT, "a", 0644, "hello", &a, &st);
 	ok(r == 0 && a != 0, "create a (%d)", r);
-	ok(stat(bpath("a"), &nat) == 0 && nat.st_ino == st.st_ino &&
+	ok(stat(tap_path("a"), &nat) == 0 && nat.st_ino == st.st_ino &&
 		   nat.st_size == 5,
 	   "backing file has the data and the same inode");
 	r = ops->lookup(&ctx, VD_ROOT, "a", &a2, &st);
@@ -153,8 +117,8 @@ static void test_files(void)
 	ops->release(&ctx, a, &fi);
 
 	ok(ops->rename(&ctx, VD_ROOT, "a", VD_ROOT, "b", 0) == 0 &&
-		   access(bpath("b"), F_OK) == 0 &&
-		   access(bpath("a"), F_OK) != 0,
+		   access(tap_path("b"), F_OK) == 0 &&
+		   access(tap_path("a"), F_OK) != 0,
 	   "rename a to b");
 	r = ops->lookup(&ctx, VD_ROOT, "b", &a2, &st);
 	ok(r == 0 && a2 == a, "the renamed file is the same node");
@@ -166,11 +130,11 @@ static void test_files(void)
 	   "RENAME_NOREPLACE onto a name: -EEXIST");
 	ok(ops->rename(&ctx, VD_ROOT, "b", VD_ROOT, "other", RENAME_EXCHANGE) ==
 			   0 &&
-		   stat(bpath("other"), &nat) == 0 && nat.st_size == 5,
+		   stat(tap_path("other"), &nat) == 0 && nat.st_size == 5,
 	   "RENAME_EXCHANGE swaps");
 
 	r = ops->link(&ctx, a, VD_ROOT, "hard", &st);
-	ok(r == 0 && st.st_nlink == 2 && stat(bpath("hard"), &nat) == 0 &&
+	ok(r == 0 && st.st_nlink == 2 && stat(tap_path("hard"), &nat) == 0 &&
 		   nat.st_ino == st.st_ino,
 	   "link makes a second name (%d)", r);
 	ok(ops->unlink(&ctx, VD_ROOT, "hard") == 0 &&
@@ -192,7 +156,7 @@ static void test_unlink_open(void)
 	make_file(VD_ROOT, "gone", 0600, "still here", &n, &st);
 	ops->open(&ctx, n, &fi);
 	ok(ops->unlink(&ctx, VD_ROOT, "gone") == 0 &&
-		   access(bpath("gone"), F_OK) != 0,
+		   access(tap_path("gone"), F_OK) != 0,
 	   "unlink an open file");
 	ok(ops->read(&ctx, n, &fi, buf, sizeof(buf), 0) == 10 &&
 		   !memcmp(buf, "still here", 10),
@@ -215,11 +179,11 @@ static void test_xattr(void)
 	make_file(VD_ROOT, "x", 0644, NULL, &n, &st);
 	r = ops->setxattr(&ctx, n, "user.color", "blue", 4, 0);
 	if (r == -EOPNOTSUPP) {
-		ok(1, "# SKIP no user xattrs on %s", root);
+		ok(1, "# SKIP no user xattrs on %s", tap_dir);
 		return;
 	}
 	ok(r == 0, "setxattr (%d)", r);
-	ok(getxattr(bpath("x"), "user.color", buf, sizeof(buf)) == 4,
+	ok(getxattr(tap_path("x"), "user.color", buf, sizeof(buf)) == 4,
 	   "the backing file has it");
 	ok(ops->getxattr(&ctx, n, "user.color", NULL, 0) == 4,
 	   "getxattr size probe");
@@ -303,10 +267,10 @@ static void test_readdir(void)
 		   has_name(&l, "f3"),
 	   "readdir lists . .. and 5 files (%d entries)", l.n);
 	for (int i = 0; i < l.n; i++) {
-		if (stat(bpath("d"), &nat) == 0 && l.names[i][0] != '.') {
+		if (stat(tap_path("d"), &nat) == 0 && l.names[i][0] != '.') {
 			char p[600];
 			snprintf(p, sizeof(p), "d/%s", l.names[i]);
-			stat(bpath(p), &nat);
+			stat(tap_path(p), &nat);
 			ok_ino &= nat.st_ino == l.inos[i];
 		}
 	}
@@ -362,7 +326,7 @@ static void test_readdir(void)
 	for (int i = 0; i < 5; i++)
 		ops->unlink(&ctx, dnode, names[i]);
 	ops->unlink(&ctx, dnode, "late");
-	ok(ops->rmdir(&ctx, VD_ROOT, "d") == 0 && access(bpath("d"), F_OK),
+	ok(ops->rmdir(&ctx, VD_ROOT, "d") == 0 && access(tap_path("d"), F_OK),
 	   "rmdir");
 	ops->forget(ctx.data, dnode);
 }
@@ -375,8 +339,8 @@ static void test_special(void)
 	int r;
 
 	r = ops->mknod(&ctx, VD_ROOT, "fifo", S_IFIFO | 0640, 0, &n, &st);
-	ok(r == 0 && S_ISFIFO(st.st_mode) && lstat(bpath("fifo"), &nat) == 0 &&
-		   S_ISFIFO(nat.st_mode),
+	ok(r == 0 && S_ISFIFO(st.st_mode) &&
+		   lstat(tap_path("fifo"), &nat) == 0 && S_ISFIFO(nat.st_mode),
 	   "mknod a fifo (%d)", r);
 	r = ops->symlink(&ctx, "some/target", VD_ROOT, "sl", &l, &st);
 	ok(r == 0 && S_ISLNK(st.st_mode), "symlink (%d)", r);
@@ -409,7 +373,7 @@ static void test_setattr(void)
 			 VD_SET_MODE | VD_SET_SIZE | VD_SET_MTIME | VD_SET_UID |
 				 VD_SET_GID,
 			 NULL);
-	ok(r == 0 && lstat(bpath("attrs"), &nat) == 0 &&
+	ok(r == 0 && lstat(tap_path("attrs"), &nat) == 0 &&
 		   (nat.st_mode & 07777) == 0600 && nat.st_size == 2 &&
 		   nat.st_uid == 123 && nat.st_gid == 456 &&
 		   nat.st_mtim.tv_sec == 1000000000 &&
@@ -420,31 +384,11 @@ static void test_setattr(void)
 	ops->open(&ctx, n, &fi);
 	st.st_size = 0;
 	r = ops->setattr(&ctx, n, &st, VD_SET_SIZE, &fi);
-	ok(r == 0 && lstat(bpath("attrs"), &nat) == 0 && nat.st_size == 0,
+	ok(r == 0 && lstat(tap_path("attrs"), &nat) == 0 && nat.st_size == 0,
 	   "truncate through an open file");
 	ops->release(&ctx, n, &fi);
 	ops->unlink(&ctx, VD_ROOT, "attrs");
 	ops->forget(ctx.data, n);
-}
-
-/* An ACL xattr value granting rwx to owner, group, mask and others. */
-static size_t acl_all(char *buf)
-{
-	static const unsigned short tags[] = {0x01, 0x04, 0x10, 0x20};
-	unsigned int v = 2;
-	size_t k = 0;
-
-	memcpy(buf, &v, 4);
-	k = 4;
-	for (int i = 0; i < 4; i++) {
-		unsigned short perm = 7;
-		unsigned int id = (unsigned int)-1;
-		memcpy(buf + k, &tags[i], 2);
-		memcpy(buf + k + 2, &perm, 2);
-		memcpy(buf + k + 4, &id, 4);
-		k += 8;
-	}
-	return k;
 }
 
 static void test_ownership(void)
@@ -452,6 +396,9 @@ static void test_ownership(void)
 	struct vd_ctx user = ctx;
 	vd_node_t n, sg, sub;
 	struct stat st, nat;
+	/* rwx for owner, group, mask and others */
+	static const unsigned int rwx_all[] = {0x01, 7, -1u, 0x04, 7, -1u,
+					       0x10, 7, -1u, 0x20, 7, -1u};
 	char acl[64];
 	size_t acl_len;
 	int r;
@@ -460,20 +407,20 @@ static void test_ownership(void)
 	user.gid = 1000;
 	user.umask = 022;
 	ok(ops->getattr(&ctx, VD_ROOT, NULL, &st) == 0, "getattr root");
-	chmod(root, 0777);
+	chmod(tap_dir, 0777);
 	struct vd_file fi = {.flags = O_WRONLY | O_CREAT, .backing_fd = -1};
 	r = ops->create(&user, VD_ROOT, "mine", 0666, &fi, &n, &st);
-	ok(r == 0 && lstat(bpath("mine"), &nat) == 0 && nat.st_uid == 1000 &&
+	ok(r == 0 && lstat(tap_path("mine"), &nat) == 0 && nat.st_uid == 1000 &&
 		   nat.st_gid == 1000 && (nat.st_mode & 0777) == 0644,
 	   "create as uid 1000: owned by 1000:1000, umask applied (%d)", r);
 	if (r == 0)
 		ops->release(&user, n, &fi);
 
 	r = ops->mkdir(&ctx, VD_ROOT, "sgid", 0777, &sg, &st);
-	chown(bpath("sgid"), 0, 2000);
-	chmod(bpath("sgid"), 02777);
+	chown(tap_path("sgid"), 0, 2000);
+	chmod(tap_path("sgid"), 02777);
 	r = ops->mkdir(&user, sg, "sub", 0777, &sub, &st);
-	ok(r == 0 && lstat(bpath("sgid/sub"), &nat) == 0 &&
+	ok(r == 0 && lstat(tap_path("sgid/sub"), &nat) == 0 &&
 		   nat.st_uid == 1000 && nat.st_gid == 2000 &&
 		   (nat.st_mode & 02000) && st.st_gid == 2000,
 	   "mkdir in a setgid folder takes its group and bit (%d)", r);
@@ -482,21 +429,21 @@ static void test_ownership(void)
 	r = ops->mknod(&user, sg, "plain", S_IFREG | 0666, 0, &n, &st);
 	ok(r == 0 && (st.st_mode & 0777) == 0600,
 	   "mknod with umask 077: 0600 (%o)", st.st_mode & 0777);
-	acl_len = acl_all(acl);
+	acl_len = acl_value(acl, 4, rwx_all);
 	r = ops->setxattr(&ctx, sub, "system.posix_acl_default", acl, acl_len,
 			  0);
 	if (r == -EOPNOTSUPP) {
-		ok(1, "# SKIP no ACLs on %s", root);
+		ok(1, "# SKIP no ACLs on %s", tap_dir);
 	} else {
 		r = ops->mknod(&user, sub, "acl", S_IFREG | 0666, 0, &n, &st);
 		ok(r == 0 && (st.st_mode & 0777) == 0666,
 		   "a default ACL overrides the umask (%o)", st.st_mode & 0777);
-		unlink(bpath("sgid/sub/acl"));
+		unlink(tap_path("sgid/sub/acl"));
 	}
-	unlink(bpath("sgid/plain"));
-	rmdir(bpath("sgid/sub"));
-	rmdir(bpath("sgid"));
-	unlink(bpath("mine"));
+	unlink(tap_path("sgid/plain"));
+	rmdir(tap_path("sgid/sub"));
+	rmdir(tap_path("sgid"));
+	unlink(tap_path("mine"));
 }
 
 static void test_misc(void)
@@ -552,18 +499,18 @@ static void test_reuse(void)
 	int tries, fd, r;
 
 	for (tries = 0; tries < 200; tries++) {
-		fd = open(bpath("old"), O_CREAT | O_WRONLY, 0644);
+		fd = open(tap_path("old"), O_CREAT | O_WRONLY, 0644);
 		close(fd);
 		if (ops->lookup(&ctx, VD_ROOT, "old", &n, &st))
 			break;
-		unlink(bpath("old"));
-		fd = open(bpath("new"), O_CREAT | O_WRONLY, 0644);
+		unlink(tap_path("old"));
+		fd = open(tap_path("new"), O_CREAT | O_WRONLY, 0644);
 		r = write(fd, "new", 3);
 		close(fd);
-		stat(bpath("new"), &st2);
+		stat(tap_path("new"), &st2);
 		if (r == 3 && st2.st_ino == st.st_ino)
 			break;
-		unlink(bpath("new"));
+		unlink(tap_path("new"));
 		ops->forget(ctx.data, n);
 	}
 	if (tries == 200) {
@@ -578,7 +525,7 @@ static void test_reuse(void)
 	   tries);
 	ops->release(&ctx, m, &fi);
 	ops->forget(ctx.data, n);
-	unlink(bpath("new"));
+	unlink(tap_path("new"));
 }
 
 static int count_fds(void)
@@ -605,7 +552,7 @@ static void test_many(void)
 	ops->mkdir(&ctx, VD_ROOT, "many", 0755, &dnode, &st);
 	for (int i = 0; i < MANY; i++) {
 		snprintf(name, sizeof(name), "many/f%d", i);
-		int fd = open(bpath(name), O_CREAT | O_WRONLY, 0644);
+		int fd = open(tap_path(name), O_CREAT | O_WRONLY, 0644);
 		if (fd < 0)
 			bad++;
 		else
@@ -718,45 +665,22 @@ static void test_threads(void)
 	free(shared);
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag,
-		  struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path), 0;
-}
-
-/* Leave nothing behind, whatever failed. */
-static void cleanup(void)
-{
-	nftw(root, rm_one, 64, FTW_DEPTH | FTW_PHYS);
-}
-
 int main(void)
 {
-	const char *tmp = getenv("TMPDIR");
 	char spec[300];
-	void *data = NULL;
 
 	if (geteuid() != 0) {
 		printf("1..0 # SKIP needs root\n");
 		return 0;
 	}
-	snprintf(root, sizeof(root), "%s/dirtest.XXXXXX", tmp ? tmp : "/tmp");
-	if (!mkdtemp(root)) {
-		printf("1..0 # SKIP no temp folder\n");
-		return 0;
-	}
-	atexit(cleanup);
+	tap_tmpdir("dirtest");
 	test_bad_paths();
-	snprintf(spec, sizeof(spec), "dir:%s", root);
-	ok(src_open(spec, &data) == 0, "open %s", spec);
-	if (!data) {
-		rmdir(root);
-		printf("1..%d\n", ntest);
+	snprintf(spec, sizeof(spec), "dir:%s", tap_dir);
+	ok(src_open(spec) == 0, "open %s", spec);
+	if (!ctx.data) {
+		tap_done();
 		return 1;
 	}
-	ctx.data = data;
-	ctx.umask = 022;
 	test_files();
 	test_unlink_open();
 	test_xattr();
@@ -769,8 +693,7 @@ int main(void)
 	test_reuse();
 	test_many();
 	test_threads();
-	ops->destroy(data);
-	ok(rmdir(root) == 0, "the temp folder is left empty");
-	printf("1..%d\n", ntest);
-	return nfail ? 1 : 0;
+	ops->destroy(ctx.data);
+	ok(rmdir(tap_dir) == 0, "the temp folder is left empty");
+	return tap_done();
 }

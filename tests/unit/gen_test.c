@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,55 +13,25 @@
 #include <unistd.h>
 
 #include "sources.h"
-
-static int ntest, nfail;
-static const struct vd_ops *ops;
-static struct vd_ctx ctx;
-static char dir[256];
-
-static void ok(int cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	ntest++;
-	if (!cond)
-		nfail++;
-	printf("%sok %d - ", cond ? "" : "not ", ntest);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
-}
-
-static const char *path(const char *name)
-{
-	static char buf[4][512];
-	static int i;
-
-	i = (i + 1) % 4;
-	snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
-	return buf[i];
-}
+#include "tap.h"
 
 static void write_file(const char *p, const char *text)
 {
 	FILE *f = fopen(p, "w");
 
-	if (!f || fputs(text, f) < 0 || fclose(f)) {
-		printf("Bail out! cannot write %s\n", p);
-		exit(1);
-	}
+	if (!f || fputs(text, f) < 0 || fclose(f))
+		bail("cannot write %s", p);
 }
 
 /* Open the source on a config with text; the error message into err. */
-static int open_conf(const char *text, void **data, char *err, size_t len)
+static int open_conf(const char *text, char *err, size_t len)
 {
-	const struct vd_source *src = vd_source_find("gen:");
+	char spec[600];
 
-	write_file(path("gen.conf"), text);
+	write_file(tap_path("gen.conf"), text);
+	snprintf(spec, sizeof(spec), "gen:%s", tap_path("gen.conf"));
 	err[0] = 0;
-	return src->open(path("gen.conf"), &ops, data, err, len);
+	return tap_open(spec, err, len);
 }
 
 static vd_node_t walk(const char *p)
@@ -151,39 +120,29 @@ static void test_bad_configs(void)
 		"default  timeout=abc\n",
 	};
 	char err[256];
-	void *data;
+	int r;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		data = NULL;
-		ok(open_conf(bad[i], &data, err, sizeof(err)) == -EINVAL &&
-			   err[0],
-		   "bad config refused: %s", err);
-		if (data)
-			ops->destroy(data);
+		r = open_conf(bad[i], err, sizeof(err));
+		ok(r == -EINVAL && err[0], "bad config refused: %s", err);
+		if (r == 0)
+			ops->destroy(ctx.data);
 	}
-	{
-		const struct vd_source *src = vd_source_find("gen:");
-
-		data = NULL;
-		ok(src->open("/nonexistent/gen.conf", &ops, &data, err,
-			     sizeof(err)) == -ENOENT,
-		   "missing config: ENOENT (%s)", err);
-	}
+	ok(tap_open("gen:/nonexistent/gen.conf", err, sizeof(err)) == -ENOENT,
+	   "missing config: ENOENT (%s)", err);
 }
 
 int main(void)
 {
 	char err[256], buf[8192], conf[2048], pidfile[300];
-	void *data = NULL;
 	double t0;
 	int r;
 
-	snprintf(dir, sizeof(dir), "/tmp/gen_test.%d", getpid());
-	mkdir(dir, 0755);
+	tap_tmpdir("gen_test");
 	ok(vd_source_find("gen:") != NULL, "gen: is registered");
 	test_bad_configs();
 
-	snprintf(pidfile, sizeof(pidfile), "%s/bg.pid", dir);
+	snprintf(pidfile, sizeof(pidfile), "%s", tap_path("bg.pid"));
 	snprintf(conf, sizeof(conf),
 		 "# a comment\n"
 		 "\n"
@@ -202,11 +161,10 @@ int main(void)
 		 "lim/noexec    cmd  /nonexistent/program\n"
 		 "lim/big       cmd  yes a | head -c 3000000\n",
 		 pidfile);
-	r = open_conf(conf, &data, err, sizeof(err));
+	r = open_conf(conf, err, sizeof(err));
 	ok(r == 0, "config loads (%s)", err);
 	if (r)
 		return 1;
-	ctx.data = data;
 	ctx.pid = getpid();
 	ctx.uid = 1234;
 	ctx.gid = 567;
@@ -251,7 +209,7 @@ int main(void)
 	ok(r == 0 && !strcmp(buf, conf),
 	   "command sees VDRIVE_* of the caller: %s", buf);
 	r = slurp("env/cwd", buf, sizeof(buf));
-	snprintf(conf, sizeof(conf), "%s\n", dir);
+	snprintf(conf, sizeof(conf), "%s\n", tap_dir);
 	ok(r == 0 && !strcmp(buf, conf), "command runs in the config's folder");
 	r = slurp("lim/big", buf, sizeof(buf));
 	ok(r == 0 && strlen(buf) == sizeof(buf) - 1 &&
@@ -293,10 +251,6 @@ int main(void)
 	ok(slurp("who.txt", buf, sizeof(buf)) == 0,
 	   "the drive still answers afterwards");
 
-	ops->destroy(data);
-	unlink(pidfile);
-	unlink(path("gen.conf"));
-	rmdir(dir);
-	printf("1..%d\n", ntest);
-	return nfail ? 1 : 0;
+	ops->destroy(ctx.data);
+	return tap_done();
 }

@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,27 +13,10 @@
 
 #include "records/json.h"
 #include "sources.h"
+#include "tap.h"
 
-static int ntest, nfail;
-static const struct vd_ops *ops;
-static struct vd_ctx ctx;
 static char dbpath[256];
 static sqlite3 *db;
-
-static void ok(int cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	ntest++;
-	if (!cond)
-		nfail++;
-	printf("%sok %d - ", cond ? "" : "not ", ntest);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
-}
 
 /* One SQL query's first column as text ("" if no row, "NULL" for null). */
 static const char *q(const char *sql)
@@ -54,16 +36,6 @@ static const char *q(const char *sql)
 				 : (const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	return out[i];
-}
-
-static vd_node_t lookup(vd_node_t parent, const char *name)
-{
-	vd_node_t n = 0;
-	struct stat st;
-
-	if (ops->lookup(&ctx, parent, name, &n, &st))
-		return 0;
-	return n;
 }
 
 /* Read a whole file through open/read/release into buf. */
@@ -262,8 +234,8 @@ static void test_scratch(vd_node_t people)
 
 static void setup_db(void)
 {
-	snprintf(dbpath, sizeof(dbpath), "/tmp/records_test.%d.db", getpid());
-	unlink(dbpath);
+	tap_tmpdir("records_test");
+	snprintf(dbpath, sizeof(dbpath), "%s", tap_path("drive.db"));
 	if (sqlite3_open(dbpath, &db) != SQLITE_OK ||
 	    sqlite3_exec(
 		    db,
@@ -285,11 +257,8 @@ static void setup_db(void)
 		    "CREATE TABLE g(id INTEGER PRIMARY KEY, x INT,"
 		    " twice INT GENERATED ALWAYS AS (x * 2));"
 		    "INSERT INTO g(id, x) VALUES (1, 5);",
-		    NULL, NULL, NULL) != SQLITE_OK) {
-		printf("Bail out! cannot make %s: %s\n", dbpath,
-		       sqlite3_errmsg(db));
-		exit(1);
-	}
+		    NULL, NULL, NULL) != SQLITE_OK)
+		bail("cannot make %s: %s", dbpath, sqlite3_errmsg(db));
 }
 
 int main(void)
@@ -550,11 +519,5 @@ int main(void)
 		ops->destroy(data);
 	}
 	sqlite3_close(db);
-	unlink(dbpath);
-	snprintf(spec, sizeof(spec), "%s-wal", dbpath);
-	unlink(spec);
-	snprintf(spec, sizeof(spec), "%s-shm", dbpath);
-	unlink(spec);
-	printf("1..%d\n", ntest);
-	return nfail ? 1 : 0;
+	return tap_done();
 }

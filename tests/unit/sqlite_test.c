@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,104 +17,25 @@
 #include <unistd.h>
 
 #include "sources.h"
+#include "tap.h"
 
 #define CS 131072
 
-static int tests, failed;
-
-static void ok(int cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	tests++;
-	if (!cond)
-		failed++;
-	printf("%sok %d - ", cond ? "" : "not ", tests);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-}
-
-static const struct vd_ops *ops;
-static struct vd_ctx ctx;
 static char dbpath[256];
 
+/* Open the sqlite: drive at path as the one under test. */
 static int open_drive(const char *path, char *err, size_t errlen)
 {
-	const struct vd_source *src = vd_source_find("sqlite:");
-	const struct vd_ops *o = NULL;
-	void *data = NULL;
-	int r;
+	char spec[300];
 
-	if (!src)
-		return -ENOENT;
-	r = src->open(path, &o, &data, err, errlen);
-	if (r)
-		return r;
-	ops = o;
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.data = data;
-	ctx.umask = 022;
-	return 0;
+	snprintf(spec, sizeof(spec), "sqlite:%s", path);
+	return tap_open(spec, err, errlen);
 }
 
 static void close_drive(void)
 {
 	ops->destroy(ctx.data);
 	ctx.data = NULL;
-}
-
-static vd_node_t lookup(vd_node_t parent, const char *name)
-{
-	struct stat st;
-	vd_node_t n = 0;
-
-	return ops->lookup(&ctx, parent, name, &n, &st) ? 0 : n;
-}
-
-static vd_node_t mkfile(vd_node_t parent, const char *name, mode_t mode)
-{
-	struct vd_file fi = {.flags = O_RDWR};
-	struct stat st;
-	vd_node_t n = 0;
-
-	if (ops->create(&ctx, parent, name, mode, &fi, &n, &st))
-		return 0;
-	ops->release(&ctx, n, &fi);
-	return n;
-}
-
-static vd_node_t mkdir_(vd_node_t parent, const char *name)
-{
-	struct stat st;
-	vd_node_t n = 0;
-
-	return ops->mkdir(&ctx, parent, name, 0755, &n, &st) ? 0 : n;
-}
-
-static int wr(vd_node_t n, const void *buf, size_t len, off_t off)
-{
-	struct vd_file fi = {.flags = O_RDWR};
-
-	return ops->write(&ctx, n, &fi, buf, len, off);
-}
-
-static int rd(vd_node_t n, void *buf, size_t len, off_t off)
-{
-	struct vd_file fi = {.flags = O_RDONLY};
-
-	return ops->read(&ctx, n, &fi, buf, len, off);
-}
-
-static struct stat attr(vd_node_t n)
-{
-	struct stat st;
-
-	memset(&st, 0, sizeof(st));
-	ops->getattr(&ctx, n, NULL, &st);
-	return st;
 }
 
 static int truncate_(vd_node_t n, off_t size)
@@ -194,7 +114,7 @@ static int collect(void *buf, const char *name, vd_node_t node,
 static void test_round_trip(void)
 {
 	static unsigned char buf[3 * CS + 100], back[3 * CS + 100];
-	vd_node_t d = mkdir_(VD_ROOT, "d"), f;
+	vd_node_t d = mkdirn(VD_ROOT, "d"), f;
 	struct stat st;
 
 	ok(d != 0, "mkdir");
@@ -394,9 +314,9 @@ static void test_truncate(void)
 
 static void test_rename(void)
 {
-	vd_node_t a = mkdir_(VD_ROOT, "ra"), b = mkdir_(VD_ROOT, "rb");
-	vd_node_t sub = mkdir_(a, "sub"), x = mkfile(a, "x", 0644);
-	vd_node_t y = mkfile(b, "y", 0644), full = mkdir_(b, "full");
+	vd_node_t a = mkdirn(VD_ROOT, "ra"), b = mkdirn(VD_ROOT, "rb");
+	vd_node_t sub = mkdirn(a, "sub"), x = mkfile(a, "x", 0644);
+	vd_node_t y = mkfile(b, "y", 0644), full = mkdirn(b, "full");
 
 	mkfile(full, "inside", 0644);
 	ok(ops->rename(&ctx, a, "x", b, "x2", 0) == 0 && lookup(b, "x2") == x &&
@@ -427,7 +347,7 @@ static void test_rename(void)
 	ok(ops->rename(&ctx, b, "sub", b, "full", RENAME_EXCHANGE) == 0 &&
 		   lookup(b, "full") == sub,
 	   "EXCHANGE two folders");
-	vd_node_t empty = mkdir_(a, "empty");
+	vd_node_t empty = mkdirn(a, "empty");
 	ok(ops->rename(&ctx, b, "full", a, "empty", 0) == 0 &&
 		   lookup(a, "empty") == sub && attr(empty).st_nlink == 0 &&
 		   attr(a).st_nlink == 3 && attr(b).st_nlink == 3,
@@ -514,23 +434,18 @@ static void test_xattr(void)
 /* A default ACL u::rwx g::r-x o::--- plus user 1000 rwx, mask rwx. */
 static void test_inherit(void)
 {
-	unsigned char acl[4 + 5 * 8];
-	static const unsigned short ent[5][2] = {
-		{0x01, 7}, {0x02, 7}, {0x04, 5}, {0x10, 7}, {0x20, 0}};
-	vd_node_t d = mkdir_(VD_ROOT, "acl"), f, sub;
+	/* user::rwx user:1000:rwx group::r-x mask::rwx other::--- */
+	static const unsigned int ent[] = {
+		0x01, 7, 0, 0x02, 7, 1000, 0x04, 5, 0, 0x10, 7, 0, 0x20, 0, 0};
+	static const unsigned int min[] = {0x01, 6, 0, 0x04, 4, 0, 0x20, 0, 0};
+	char acl[4 + 5 * 8], three[4 + 3 * 8];
+	vd_node_t d = mkdirn(VD_ROOT, "acl"), f, sub;
 	struct stat st;
 	char buf[128];
 
-	memset(acl, 0, sizeof(acl));
-	acl[0] = 2;
-	for (int i = 0; i < 5; i++) {
-		acl[4 + i * 8] = ent[i][0];
-		acl[4 + i * 8 + 2] = ent[i][1];
-		if (ent[i][0] == 0x02)
-			acl[4 + i * 8 + 4] = 0xe8, acl[4 + i * 8 + 5] = 0x03;
-	}
-	ok(ops->setxattr(&ctx, d, "system.posix_acl_default", (char *)acl,
-			 sizeof(acl), 0) == 0,
+	acl_value(acl, 5, ent);
+	ok(ops->setxattr(&ctx, d, "system.posix_acl_default", acl, sizeof(acl),
+			 0) == 0,
 	   "set a default ACL");
 	ctx.umask = 077;
 	f = mkfile(d, "f", 0666);
@@ -539,7 +454,7 @@ static void test_inherit(void)
 	ok(ops->getxattr(&ctx, f, "system.posix_acl_access", buf,
 			 sizeof(buf)) == (int)sizeof(acl),
 	   "the file inherits an access ACL");
-	sub = mkdir_(d, "sub");
+	sub = mkdirn(d, "sub");
 	ok(ops->getxattr(&ctx, sub, "system.posix_acl_default", buf,
 			 sizeof(buf)) == (int)sizeof(acl),
 	   "a subfolder inherits the default ACL");
@@ -554,7 +469,7 @@ static void test_inherit(void)
 	ctx.uid = 1000;
 	ctx.gid = 1000;
 	f = mkfile(d, "g", 0644);
-	sub = mkdir_(d, "gsub");
+	sub = mkdirn(d, "gsub");
 	ok(attr(f).st_gid == 4242 && attr(f).st_uid == 1000 &&
 		   attr(sub).st_gid == 4242 && (attr(sub).st_mode & S_ISGID),
 	   "a setgid folder passes on its group and setgid bit");
@@ -562,15 +477,12 @@ static void test_inherit(void)
 	/* Setting an access ACL sets the mode bits it stands for. */
 	f = mkfile(VD_ROOT, "acl-mode", 0600);
 	acl[4 + 3 * 8 + 2] = 4; /* mask r-- */
-	ok(ops->setxattr(&ctx, f, "system.posix_acl_access", (char *)acl,
-			 sizeof(acl), 0) == 0 &&
+	ok(ops->setxattr(&ctx, f, "system.posix_acl_access", acl, sizeof(acl),
+			 0) == 0 &&
 		   (attr(f).st_mode & 0777) == 0740,
 	   "an access ACL sets the mode");
-	unsigned char three[4 + 3 * 8] = {2};
-	three[4] = 0x01, three[4 + 2] = 6;
-	three[12] = 0x04, three[12 + 2] = 4;
-	three[20] = 0x20, three[20 + 2] = 0;
-	ok(ops->setxattr(&ctx, f, "system.posix_acl_access", (char *)three,
+	acl_value(three, 3, min);
+	ok(ops->setxattr(&ctx, f, "system.posix_acl_access", three,
 			 sizeof(three), 0) == 0 &&
 		   (attr(f).st_mode & 0777) == 0640 &&
 		   ops->getxattr(&ctx, f, "system.posix_acl_access", buf,
@@ -616,7 +528,7 @@ static void test_unlink_open(void)
 
 static void test_readdir(void)
 {
-	vd_node_t d = mkdir_(VD_ROOT, "list");
+	vd_node_t d = mkdirn(VD_ROOT, "list");
 	struct listing l = {.max = 64};
 	char name[16];
 	int i, all, seen = 0;
@@ -784,18 +696,6 @@ static void test_bad_files(const char *dir)
 	ok(open_drive("", err, sizeof(err)) == -EINVAL, "no path is refused");
 }
 
-static char dir[] = "/tmp/sqlite_test.XXXXXX";
-
-/* Remove the test's folder however main() ends. */
-static void remove_dir(void)
-{
-	char cmd[300];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd))
-		printf("# could not remove %s\n", dir);
-}
-
 int main(void)
 {
 	static unsigned char buf[CS], back[CS];
@@ -803,16 +703,12 @@ int main(void)
 	vd_node_t f;
 	int r;
 
-	if (!mkdtemp(dir)) {
-		printf("1..0 # SKIP mkdtemp failed\n");
-		return 0;
-	}
-	atexit(remove_dir);
-	snprintf(dbpath, sizeof(dbpath), "%s/drive.db", dir);
+	tap_tmpdir("sqlite_test");
+	snprintf(dbpath, sizeof(dbpath), "%s", tap_path("drive.db"));
 	r = open_drive(dbpath, err, sizeof(err));
 	ok(r == 0, "open a new database (%s)", err);
 	if (r) {
-		printf("1..%d\n", tests);
+		tap_done();
 		return 1;
 	}
 	ok(S_ISDIR(attr(VD_ROOT).st_mode), "root is a folder");
@@ -855,7 +751,7 @@ int main(void)
 	r = open_drive(dbpath, err, sizeof(err));
 	ok(r == 0, "reopen (%s)", err);
 	if (r) {
-		printf("1..%d\n", tests);
+		tap_done();
 		return 1;
 	}
 	ok(sql_int("SELECT count(*) FROM inodes WHERE nlink=0") == 0,
@@ -880,7 +776,6 @@ int main(void)
 	   "xattrs persist");
 	close_drive();
 	ok(integrity_ok(), "PRAGMA integrity_check says ok");
-	test_bad_files(dir);
-	printf("1..%d\n", tests);
-	return failed ? 1 : 0;
+	test_bad_files(tap_dir);
+	return tap_done();
 }
