@@ -88,6 +88,58 @@ static int acl_apply(void *acl, int n, mode_t mode, int create)
 	return bits;
 }
 
+int vd_acl_valid(const void *acl, size_t len)
+{
+	const char *e = (const char *)acl + 4;
+	int n = acl_count(acl, len), state = TAG_USER_OBJ, needs_mask = 0;
+
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n; i++) {
+		struct acl_entry x;
+
+		memcpy(&x, e + i * sizeof(x), sizeof(x));
+		if (le16toh(x.perm) & ~7)
+			return -EINVAL;
+		switch (le16toh(x.tag)) {
+		case TAG_USER_OBJ:
+			if (state != TAG_USER_OBJ)
+				return -EINVAL;
+			state = TAG_USER;
+			break;
+		case TAG_USER:
+			if (state != TAG_USER)
+				return -EINVAL;
+			needs_mask = 1;
+			break;
+		case TAG_GROUP_OBJ:
+			if (state != TAG_USER)
+				return -EINVAL;
+			state = TAG_GROUP;
+			break;
+		case TAG_GROUP:
+			if (state != TAG_GROUP)
+				return -EINVAL;
+			needs_mask = 1;
+			break;
+		case TAG_MASK:
+			if (state != TAG_GROUP)
+				return -EINVAL;
+			state = TAG_OTHER;
+			break;
+		case TAG_OTHER:
+			if (state != TAG_OTHER &&
+			    (state != TAG_GROUP || needs_mask))
+				return -EINVAL;
+			state = 0;
+			break;
+		default:
+			return -EINVAL;
+		}
+	}
+	return state == 0 ? 0 : -EINVAL;
+}
+
 int vd_acl_inherit(const void *dflt, size_t len, mode_t *mode, void **access,
 		   size_t *access_len)
 {

@@ -13,6 +13,15 @@
 #define VD_ACL_DEFAULT "system.posix_acl_default"
 
 /*
+ * Whether acl (len bytes) is well formed, as posix_acl_valid() checks
+ * before any file system sees one: known tags, permissions within rwx,
+ * and in order one owner entry, named users, one owning group entry,
+ * named groups, a mask (required with named entries) and one other entry.
+ * Returns 0 or -EINVAL.
+ */
+int vd_acl_valid(const void *acl, size_t len);
+
+/*
  * A new node of type and permissions *mode is created in a folder whose
  * default ACL is dflt (len bytes). Applies the inheritance rules of
  * posix_acl_create(): *mode is narrowed by the ACL, and *access receives

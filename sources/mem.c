@@ -20,7 +20,6 @@
  *    everything that changes something takes it alone.
  */
 #include <ctype.h>
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -35,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "sources.h"
 
 #define MEM_PAGE_SHIFT 16
@@ -51,16 +51,6 @@
 #define MEM_DIRENT_SIZE 20 /* st_size per folder entry, as tmpfs */
 #define MEM_FIRST_COOKIE 3 /* 1 and 2 follow "." and ".." */
 #define MEM_TRIM_BYTES ((uint64_t)32 << 20)
-
-#define ACL_ACCESS "system.posix_acl_access"
-#define ACL_DEFAULT "system.posix_acl_default"
-#define ACL_VERSION 2
-#define ACL_USER_OBJ 0x01
-#define ACL_USER 0x02
-#define ACL_GROUP_OBJ 0x04
-#define ACL_GROUP 0x08
-#define ACL_MASK 0x10
-#define ACL_OTHER 0x20
 
 struct mem_page {
 	uint32_t cap; /* bytes of data[]; beyond it the page reads as zeros */
@@ -732,158 +722,6 @@ static void xattr_del(struct mem_node *n, const char *name)
 	}
 }
 
-/* One entry of a POSIX ACL as stored in system.posix_acl_* (little end). */
-struct acl_entry {
-	uint16_t tag;
-	uint16_t perm;
-	uint32_t id;
-};
-
-/* Entry i of an ACL value, in host order. Values may be unaligned. */
-static struct acl_entry acl_get(const char *value, int i)
-{
-	struct acl_entry e;
-
-	memcpy(&e, value + 4 + (size_t)i * sizeof(e), sizeof(e));
-	e.tag = le16toh(e.tag);
-	e.perm = le16toh(e.perm);
-	return e;
-}
-
-/* Set the permissions of entry i of an ACL value. */
-static void acl_set_perm(char *value, int i, uint16_t perm)
-{
-	struct acl_entry e;
-
-	perm = htole16(perm);
-	memcpy(value + 4 + (size_t)i * sizeof(e) +
-		       offsetof(struct acl_entry, perm),
-	       &perm, sizeof(perm));
-}
-
-/* Number of entries of a well-formed ACL value, or -EINVAL. */
-static int acl_count(const char *value, size_t size)
-{
-	uint32_t version;
-	size_t count;
-
-	if (size < 4 || (size - 4) % sizeof(struct acl_entry))
-		return -EINVAL;
-	memcpy(&version, value, 4);
-	if (le32toh(version) != ACL_VERSION)
-		return -EINVAL;
-	count = (size - 4) / sizeof(struct acl_entry);
-	for (size_t i = 0; i < count; i++) {
-		struct acl_entry e = acl_get(value, (int)i);
-		switch (e.tag) {
-		case ACL_USER_OBJ:
-		case ACL_USER:
-		case ACL_GROUP_OBJ:
-		case ACL_GROUP:
-		case ACL_MASK:
-		case ACL_OTHER:
-			break;
-		default:
-			return -EINVAL;
-		}
-		if (e.perm & ~7)
-			return -EINVAL;
-	}
-	return (int)count;
-}
-
-/*
- * The permission bits an access ACL stands for (posix_acl_equiv_mode);
- * *extended is set when it says more than those bits can.
- */
-static mode_t acl_mode(const char *value, int count, bool *extended)
-{
-	mode_t mode = 0;
-
-	*extended = false;
-	for (int i = 0; i < count; i++) {
-		struct acl_entry e = acl_get(value, i);
-		mode_t perm = e.perm;
-		switch (e.tag) {
-		case ACL_USER_OBJ:
-			mode |= perm << 6;
-			break;
-		case ACL_GROUP_OBJ:
-			mode |= perm << 3;
-			break;
-		case ACL_OTHER:
-			mode |= perm;
-			break;
-		case ACL_MASK:
-			mode = (mode & ~(mode_t)070) | perm << 3;
-			*extended = true;
-			break;
-		default:
-			*extended = true;
-		}
-	}
-	return mode;
-}
-
-/*
- * Make the owner, group-class and other entries of an ACL agree with
- * mode (posix_acl_chmod). With create set, narrow both sides instead, as
- * a new node's ACL inherited from a default ACL is (posix_acl_create_masq).
- * Returns whether the ACL says more than the mode bits.
- */
-static bool acl_fit(char *value, int count, mode_t *mode, bool create)
-{
-	int group = -1, mask = -1, g;
-	bool extended = false;
-	mode_t m = *mode;
-
-	for (int i = 0; i < count; i++) {
-		struct acl_entry e = acl_get(value, i);
-		uint16_t perm = e.perm;
-		switch (e.tag) {
-		case ACL_USER_OBJ:
-			if (create) {
-				perm &= (m >> 6) & 7;
-				m &= (mode_t)perm << 6 | ~(mode_t)0700;
-			} else {
-				perm = (m >> 6) & 7;
-			}
-			break;
-		case ACL_GROUP_OBJ:
-			group = i;
-			break;
-		case ACL_MASK:
-			mask = i;
-			extended = true;
-			break;
-		case ACL_OTHER:
-			if (create) {
-				perm &= m & 7;
-				m &= perm | ~(mode_t)07;
-			} else {
-				perm = m & 7;
-			}
-			break;
-		default:
-			extended = true;
-		}
-		acl_set_perm(value, i, perm);
-	}
-	g = mask >= 0 ? mask : group;
-	if (g >= 0) {
-		uint16_t perm = acl_get(value, g).perm;
-		if (create) {
-			perm &= (m >> 3) & 7;
-			m &= (mode_t)perm << 3 | ~(mode_t)070;
-		} else {
-			perm = (m >> 3) & 7;
-		}
-		acl_set_perm(value, g, perm);
-	}
-	*mode = m;
-	return extended;
-}
-
 /*
  * Give new node n its permissions under dir: mode less the umask, or,
  * when dir has a default ACL, mode narrowed by it and an access ACL
@@ -892,28 +730,24 @@ static bool acl_fit(char *value, int count, mode_t *mode, bool create)
 static int inherit_acl(struct mem_node *dir, struct mem_node *n, mode_t mode,
 		       mode_t umask)
 {
-	struct mem_xattr *def = *xattr_find(dir, ACL_DEFAULT);
-	mode_t perm = mode & 07777;
-	char *copy;
-	int count, r = 0;
+	struct mem_xattr *def = *xattr_find(dir, VD_ACL_DEFAULT);
+	void *access;
+	size_t len;
+	int r;
 
 	if (!def) {
-		n->mode = (mode & S_IFMT) | (perm & ~umask);
+		n->mode = (mode & S_IFMT) | (mode & 07777 & ~umask);
 		return 0;
 	}
-	count = acl_count(def->value, def->size);
-	if (count < 0)
-		return count;
-	copy = malloc(def->size);
-	if (!copy)
-		return -ENOMEM;
-	memcpy(copy, def->value, def->size);
-	if (acl_fit(copy, count, &perm, true))
-		r = xattr_put(n, ACL_ACCESS, copy, def->size);
+	r = vd_acl_inherit(def->value, def->size, &mode, &access, &len);
+	if (r)
+		return r;
+	if (access)
+		r = xattr_put(n, VD_ACL_ACCESS, access, len);
 	if (r == 0 && S_ISDIR(mode))
-		r = xattr_put(n, ACL_DEFAULT, def->value, def->size);
-	free(copy);
-	n->mode = (mode & S_IFMT) | perm;
+		r = xattr_put(n, VD_ACL_DEFAULT, def->value, def->size);
+	free(access);
+	n->mode = mode;
 	return r;
 }
 
@@ -1076,15 +910,10 @@ static int mem_getattr(const struct vd_ctx *ctx, vd_node_t node,
 /* Rewrite n's access ACL, if any, to agree with its new mode. */
 static void acl_chmod(struct mem_node *n)
 {
-	struct mem_xattr *x = *xattr_find(n, ACL_ACCESS);
-	mode_t mode = n->mode;
-	int count;
+	struct mem_xattr *x = *xattr_find(n, VD_ACL_ACCESS);
 
-	if (!x)
-		return;
-	count = acl_count(x->value, x->size);
-	if (count > 0)
-		acl_fit(x->value, count, &mode, false);
+	if (x)
+		vd_acl_chmod(x->value, x->size, n->mode);
 }
 
 /*
@@ -1707,18 +1536,19 @@ static int mem_statfs(const struct vd_ctx *ctx, vd_node_t node,
  * Store an access ACL: the mode follows it, and one that says no more
  * than the mode bits is not kept (as ext4 does).
  */
-static int set_acl_access(struct mem_node *n, const char *value, size_t size,
-			  int count)
+static int set_acl_access(struct mem_node *n, const char *value, size_t size)
 {
-	bool extended;
-	mode_t mode = acl_mode(value, count, &extended);
+	mode_t mode;
+	int extended, r = vd_acl_mode(value, size, &mode, &extended);
 
+	if (r)
+		return r;
 	n->mode = (n->mode & ~(mode_t)0777) | mode;
 	if (!extended) {
-		xattr_del(n, ACL_ACCESS);
+		xattr_del(n, VD_ACL_ACCESS);
 		return 0;
 	}
-	return xattr_put(n, ACL_ACCESS, value, size);
+	return xattr_put(n, VD_ACL_ACCESS, value, size);
 }
 
 /*
@@ -1731,9 +1561,9 @@ static int mem_setxattr(const struct vd_ctx *ctx, vd_node_t node,
 {
 	struct mem *m = mem_of(ctx);
 	struct mem_node *n = node_of(m, node);
-	bool exists, acl_a = !strcmp(name, ACL_ACCESS);
-	bool acl_d = !strcmp(name, ACL_DEFAULT);
-	int r = 0, count = 0;
+	bool exists, acl_a = !strcmp(name, VD_ACL_ACCESS);
+	bool acl_d = !strcmp(name, VD_ACL_DEFAULT);
+	int r = 0;
 
 	if (!*name)
 		return -EINVAL;
@@ -1744,9 +1574,9 @@ static int mem_setxattr(const struct vd_ctx *ctx, vd_node_t node,
 	if (!strncmp(name, "system.", 7) && !acl_a && !acl_d)
 		return -EOPNOTSUPP;
 	if (acl_a || acl_d) {
-		count = acl_count(value, size);
-		if (count < 0)
-			return count;
+		r = vd_acl_valid(value, size);
+		if (r)
+			return r;
 	}
 	pthread_rwlock_wrlock(&m->lock);
 	exists = *xattr_find(n, name) != NULL;
@@ -1757,7 +1587,7 @@ static int mem_setxattr(const struct vd_ctx *ctx, vd_node_t node,
 	else if (acl_d && !S_ISDIR(n->mode))
 		r = -EACCES;
 	else if (acl_a)
-		r = set_acl_access(n, value, size, count);
+		r = set_acl_access(n, value, size);
 	else
 		r = xattr_put(n, name, value, size);
 	if (r == 0)

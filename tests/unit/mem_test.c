@@ -548,6 +548,15 @@ static void test_xattr_acl(void)
 	   -EINVAL, "malformed ACL is EINVAL");
 	IS(ops->setxattr(&ctx, f, "system.posix_acl_default", val, len, 0),
 	   -EACCES, "default ACL on a file is EACCES");
+	const unsigned int nomask[] = {1, 7, 0, 2,    6, 1234,
+				       4, 4, 0, 0x20, 0, 0};
+	len = acl_value(val, 4, nomask);
+	IS(ops->setxattr(&ctx, f, "system.posix_acl_access", val, len, 0),
+	   -EINVAL, "a named entry without a mask is EINVAL (posix_acl_valid)");
+	const unsigned int order[] = {1, 7, 0, 0x20, 0, 0, 4, 4, 0};
+	len = acl_value(val, 3, order);
+	IS(ops->setxattr(&ctx, f, "system.posix_acl_access", val, len, 0),
+	   -EINVAL, "entries out of order are EINVAL");
 
 	/* Inheritance from a default ACL; the umask does not apply. */
 	d = mkdirn(VD_ROOT, "d");
