@@ -187,6 +187,44 @@ vd_have_source() {
 	[ -x "$VDRIVE" ] && "$VDRIVE" help 2>&1 | grep -q "^ *$1:"
 }
 
+# vd_acl_script DIR: the POSIX ACL steps that mem_acl.t and sqlite.t run
+# on tmpfs and on a drive (umasks, default ACLs inherited by files,
+# folders, fifos and links, chmod under an ACL, setfacl -m/-x/-b, cp -a),
+# then every mode and ACL in name order, to compare with diff.
+vd_acl_script() (
+	set -e
+	cd "$1"
+	umask 077
+	mkdir d
+	setfacl -d -m u:1234:rwx,g::rwx,o::r-x d
+	touch d/f
+	mkdir d/sub
+	mkfifo d/p
+	ln -s f d/l
+	umask 022
+	touch d/g
+	chmod 640 d/f
+	chmod 2775 d/sub
+	mkdir d/sub/deeper
+	touch d/sub/h
+	setfacl -m u:4321:r d/g
+	setfacl -x u:1234 d/g
+	touch plain
+	setfacl -m m::r,u:55:rw plain
+	chmod 664 plain
+	touch bare
+	setfacl -m u:7:rwx bare
+	setfacl -b bare
+	cp -a d d2
+	find . | sort | while read -r p; do
+		stat -c '%n %A' "$p"
+	done
+	# In name order: listing order differs between file systems.
+	find . ! -type l | sort | while read -r p; do
+		getfacl "$p" 2>/dev/null
+	done
+)
+
 # vd_mount SOURCE MNT [ARGS...]: `vdrive mount SOURCE MNT ARGS`, tracked
 # for cleanup with the drive's pid. Its output goes to diag on failure.
 vd_mount() {

@@ -115,37 +115,10 @@ ok $? "unmount"
 
 # --- POSIX ACLs: the same steps on tmpfs and on sqlite: must leave the
 # same modes and ACLs (inheritance, chmod under an ACL, setfacl, cp -a).
-acl_script() (
-	set -e
-	cd "$1"
-	umask 077
-	mkdir d
-	setfacl -d -m u:1234:rwx,g::rwx,o::r-x d
-	touch d/f
-	mkdir d/sub
-	mkfifo d/p
-	umask 022
-	touch d/g
-	chmod 640 d/f
-	chmod 2775 d/sub
-	mkdir d/sub/deeper
-	touch d/sub/h
-	setfacl -m u:4321:r d/g
-	setfacl -x u:1234 d/g
-	touch plain
-	setfacl -m m::r,u:55:rw plain
-	chmod 664 plain
-	touch bare
-	setfacl -m u:7:rwx bare
-	setfacl -b bare
-	cp -a d d2
-	find . | sort | while read -r p; do stat -c '%n %A' "$p"; done
-	find . | sort | while read -r p; do getfacl "$p" 2>/dev/null; done
-)
 if command -v setfacl >/dev/null; then
-	mkdir -p "$fs/acl-ref" && acl_script "$fs/acl-ref" >"$VD_TMP/acl-ref.txt" 2>&1 &&
+	mkdir -p "$fs/acl-ref" && vd_acl_script "$fs/acl-ref" >"$VD_TMP/acl-ref.txt" 2>&1 &&
 		vd_mount "sqlite:$fs/acl.db" "$M" --name sqacl &&
-		acl_script "$M" >"$VD_TMP/acl-sq.txt" 2>&1
+		vd_acl_script "$M" >"$VD_TMP/acl-sq.txt" 2>&1
 	ok $? "the ACL steps run on tmpfs and on sqlite:"
 	out=$(diff "$VD_TMP/acl-ref.txt" "$VD_TMP/acl-sq.txt")
 	ok $? "modes and ACLs on sqlite: match tmpfs" || diag "$out"
