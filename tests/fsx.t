@@ -75,18 +75,7 @@ fi
 
 # Each entry: KIND|EXTRA-OPTIONS.
 for v in "mem|" "mem|writeback_cache" "mem|direct_io" "dir|" "sqlite|"; do
-	kind=${v%%|*}
-	opt=${v#*|}
-	label="$kind:${opt:+ -o $opt}"
-	if ! vd_have_source "$kind"; then
-		skip "fsx on $label" "source not built ('vdrive help' does not list $kind:)"
-		continue
-	fi
-	case $kind in
-	mem) spec=mem: ;;
-	dir) mkdir -p "$back" && spec=dir:$back ;;
-	sqlite) spec=sqlite:$tmpfs/fsx.db ;;
-	esac
+	vd_variant fsx "$v" "$back" "$tmpfs/fsx.db" || continue
 	mnt=$(vd_mktemp "mnt-$kind${opt:+-$opt}")
 	if ! vd_mount "$spec" "$mnt" -o "allow_other${opt:+,$opt}"; then
 		ok 1 "mount $spec -o allow_other${opt:+,$opt}"

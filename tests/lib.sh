@@ -187,6 +187,25 @@ vd_have_source() {
 	[ -x "$VDRIVE" ] && "$VDRIVE" help 2>&1 | grep -q "^ *$1:"
 }
 
+# vd_variant WHAT VARIANT BACK DB: for the loops that run WHAT on each
+# "KIND|OPTIONS" variant: set $kind, $opt, $label ("KIND: -o OPTIONS")
+# and $spec, a drive of that kind (dir: on folder BACK, made here;
+# sqlite: on file DB). Returns 1, after a skip line, when KIND is not built.
+vd_variant() {
+	kind=${2%%|*}
+	opt=${2#*|}
+	label="$kind:${opt:+ -o $opt}"
+	if ! vd_have_source "$kind"; then
+		skip "$1 on $label" "source not built ('vdrive help' does not list $kind:)"
+		return 1
+	fi
+	case $kind in
+	mem) spec=mem: ;;
+	dir) mkdir -p "$3" && spec=dir:$3 ;;
+	sqlite) spec=sqlite:$4 ;;
+	esac
+}
+
 # vd_acl_script DIR: the POSIX ACL steps that mem_acl.t and sqlite.t run
 # on tmpfs and on a drive (umasks, default ACLs inherited by files,
 # folders, fifos and links, chmod under an ACL, setfacl -m/-x/-b, cp -a),

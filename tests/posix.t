@@ -38,18 +38,9 @@ vd_mounted "$ext4" && backing=$ext4
 for v in "mem|" "mem|writeback_cache" "mem|direct_io" \
 	"mem|entry_timeout=0,attr_timeout=0,negative_timeout=0" \
 	"dir|" "dir|direct_io" "sqlite|" "sqlite|direct_io"; do
-	kind=${v%%|*}
-	opt=${v#*|}
-	label="$kind:${opt:+ -o $opt}"
-	if ! vd_have_source $kind; then
-		skip "posix cases on $label" "source not built ('vdrive help' does not list $kind:)"
-		continue
-	fi
-	case $kind in
-	mem) spec=mem: ;;
-	dir) back=$backing/$kind-$RANDOM && mkdir -p "$back" && chmod 755 "$back" && spec=dir:$back ;;
-	sqlite) spec=sqlite:$backing/posix-$RANDOM.db ;;
-	esac
+	vd_variant "posix cases" "$v" "$backing/dir-$RANDOM" \
+		"$backing/posix-$RANDOM.db" || continue
+	[ "$kind" != dir ] || chmod 755 "${spec#dir:}"
 	mnt=$(vd_mktemp "mnt-$RANDOM")
 	if ! vd_mount "$spec" "$mnt" -o "allow_other${opt:+,$opt}"; then
 		ok 1 "mount $spec -o allow_other${opt:+,$opt}"

@@ -79,18 +79,7 @@ fi
 
 # Each entry: KIND|EXTRA-OPTIONS.
 for v in "mem|" "mem|entry_timeout=0,attr_timeout=0,negative_timeout=0" "dir|" "sqlite|"; do
-	kind=${v%%|*}
-	opt=${v#*|}
-	label="$kind:${opt:+ -o $opt}"
-	if ! vd_have_source "$kind"; then
-		skip "stress on $label" "source not built ('vdrive help' does not list $kind:)"
-		continue
-	fi
-	case $kind in
-	mem) spec=mem: ;;
-	dir) mkdir -p "$back" && spec=dir:$back ;;
-	sqlite) spec=sqlite:$(dirname "$back")/stress.db ;;
-	esac
+	vd_variant stress "$v" "$back" "$(dirname "$back")/stress.db" || continue
 	mnt=$(vd_mktemp "mnt-$kind${opt:+-nocache}")
 	if ! vd_mount "$spec" "$mnt" ${opt:+-o "$opt"}; then
 		ok 1 "mount $spec${opt:+ -o $opt}"
