@@ -1073,12 +1073,27 @@ static int mem_tmpfile(const struct vd_ctx *ctx, vd_node_t parent, mode_t mode,
 		    st, fi);
 }
 
+/*
+ * Remove entry d from folder dir at time t: the name goes, its node loses
+ * the link and lives on only while open or referenced.
+ */
+static void dent_remove(struct mem *m, struct mem_node *dir, struct mem_dent *d,
+			struct timespec t)
+{
+	struct mem_node *n = d->child;
+
+	dent_del(m, d);
+	drop_link(n, t);
+	dir->mtime = dir->ctime = t;
+	node_put(m, n);
+}
+
 /* Remove a name; the node lives on while open or referenced. */
 static int mem_unlink(const struct vd_ctx *ctx, vd_node_t parent,
 		      const char *name)
 {
 	struct mem *m = mem_of(ctx);
-	struct mem_node *dir = node_of(m, parent), *n;
+	struct mem_node *dir = node_of(m, parent);
 	struct mem_dent *d;
 	struct timespec t = now();
 	int r = 0;
@@ -1092,11 +1107,7 @@ static int mem_unlink(const struct vd_ctx *ctx, vd_node_t parent,
 	} else if (S_ISDIR(d->child->mode)) {
 		r = -EISDIR;
 	} else {
-		n = d->child;
-		dent_del(m, d);
-		drop_link(n, t);
-		dir->mtime = dir->ctime = t;
-		node_put(m, n);
+		dent_remove(m, dir, d, t);
 	}
 	wunlock(m);
 	return r;
@@ -1107,7 +1118,7 @@ static int mem_rmdir(const struct vd_ctx *ctx, vd_node_t parent,
 		     const char *name)
 {
 	struct mem *m = mem_of(ctx);
-	struct mem_node *dir = node_of(m, parent), *n;
+	struct mem_node *dir = node_of(m, parent);
 	struct mem_dent *d = NULL;
 	struct timespec t = now();
 	int r = 0;
@@ -1125,13 +1136,8 @@ static int mem_rmdir(const struct vd_ctx *ctx, vd_node_t parent,
 		r = -ENOTDIR;
 	else if (d->child->u.dir.live)
 		r = -ENOTEMPTY;
-	if (r == 0) {
-		n = d->child;
-		dent_del(m, d);
-		drop_link(n, t);
-		dir->mtime = dir->ctime = t;
-		node_put(m, n);
-	}
+	if (r == 0)
+		dent_remove(m, dir, d, t);
 	wunlock(m);
 	return r;
 }
