@@ -11,9 +11,7 @@ vd_init containers
 VDRIVED=$VDRIVE_BUILD/vdrived
 if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null ||
 	! command -v nsenter >/dev/null || ! command -v setpriv >/dev/null; then
-	echo "1..0 # SKIP needs root, unshare, nsenter and setpriv"
-	_vd_done=1
-	exit 0
+	skip_all "needs root, unshare, nsenter and setpriv"
 fi
 CTS=()     # "container" pids to kill on exit
 DAEMON=    # our vdrived

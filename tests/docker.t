@@ -13,18 +13,14 @@ VDRIVED=$VDRIVE_BUILD/vdrived
 DOCKERD=/usr/sbin/dockerd
 DOCKER=/usr/bin/docker # Debian's client, not whatever is first on PATH
 if [ "$(id -u)" != 0 ]; then
-	echo "1..0 # SKIP needs root"
-	_vd_done=1
-	exit 0
+	skip_all "needs root"
 fi
 if [ ! -x $DOCKERD ] || [ ! -x $DOCKER ] || [ ! -x /bin/busybox ]; then
 	DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q \
 		docker.io busybox-static runsc >"$VD_TMP/apt.log" 2>&1
 fi
 if [ ! -x $DOCKERD ] || [ ! -x $DOCKER ] || [ ! -x /bin/busybox ]; then
-	echo "1..0 # SKIP docker.io or busybox-static cannot be installed: $(tail -1 "$VD_TMP/apt.log")"
-	_vd_done=1
-	exit 0
+	skip_all "docker.io or busybox-static cannot be installed: $(tail -1 "$VD_TMP/apt.log")"
 fi
 
 DK=$VD_TMP/dk

@@ -8,9 +8,7 @@ vd_init gen
 
 if ! vd_have_source gen || ! command -v setpriv >/dev/null ||
 	! command -v unshare >/dev/null; then
-	echo "1..0 # SKIP needs vdrive with gen:, setpriv and unshare"
-	_vd_done=1
-	exit 0
+	skip_all "needs vdrive with gen:, setpriv and unshare"
 fi
 
 M=$VD_TMP/m

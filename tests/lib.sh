@@ -46,6 +46,13 @@ skip() {
 	echo "ok $_vd_n - $1 # SKIP $2"
 }
 
+# skip_all REASON: skip the whole script (plan 1..0), before any test ran.
+skip_all() {
+	echo "1..0 # SKIP $1"
+	_vd_done=1
+	exit 0
+}
+
 # diag TEXT...: comment lines, each prefixed with "# ".
 diag() {
 	printf '%s\n' "$*" | sed 's/^/# /'

@@ -8,9 +8,7 @@ vd_init records
 
 if ! vd_have_source records || ! command -v sqlite3 >/dev/null ||
 	! command -v perl >/dev/null; then
-	echo "1..0 # SKIP needs vdrive with records:, sqlite3 and perl"
-	_vd_done=1
-	exit 0
+	skip_all "needs vdrive with records:, sqlite3 and perl"
 fi
 
 DB=$VD_TMP/data/t.db
