@@ -152,6 +152,8 @@ static int mkdir_p(const char *path)
 {
 	char buf[PATH_MAX];
 
+	if (strlen(path) >= sizeof(buf))
+		return ENAMETOOLONG;
 	snprintf(buf, sizeof(buf), "%s", path);
 	for (char *p = buf + 1; *p; p++) {
 		if (*p != '/')
