@@ -16,24 +16,29 @@ B := $(BUILD)
 SANFLAGS :=
 endif
 
-FUSE_CFLAGS := $(shell $(PKG_CONFIG) --cflags fuse3)
-FUSE_LIBS := $(shell $(PKG_CONFIG) --libs fuse3)
 SQLITE_LIBS := $(shell $(PKG_CONFIG) --libs sqlite3 2>/dev/null || echo -lsqlite3)
 
-# ---- Private libfuse (built by scripts/libfuse.sh) -------------------------
-# `make LIBFUSE=/opt/vdrive-libfuse BUILD=build-317` compiles and links lib/
-# against that libfuse (3.17: FUSE passthrough API) instead of the system's
-# 3.14. Its SONAME is libfuse3.so.4, so the two coexist; the rpath lets
-# libvdrive find it at run time. Use a BUILD folder of its own: objects
-# built against one libfuse are not rebuilt when LIBFUSE changes.
-ifneq ($(LIBFUSE),)
-ifeq ($(wildcard $(LIBFUSE)/lib/pkgconfig/fuse3.pc),)
-$(error LIBFUSE=$(LIBFUSE) holds no lib/pkgconfig/fuse3.pc: run scripts/libfuse.sh $(LIBFUSE))
-endif
-FUSE_CFLAGS := $(shell PKG_CONFIG_PATH=$(LIBFUSE)/lib/pkgconfig $(PKG_CONFIG) --cflags fuse3)
-FUSE_LIBS := $(shell PKG_CONFIG_PATH=$(LIBFUSE)/lib/pkgconfig $(PKG_CONFIG) --libs fuse3) \
-	-Wl,-rpath,$(LIBFUSE)/lib
-endif
+# ---- Which libfuse --------------------------------------------------------
+# lib/ compiles and links against the libfuse 3.17 that `make deps` builds
+# into /opt/vdrive-libfuse (scripts/libfuse.sh: FUSE passthrough,
+# O_TMPFILE) when it is there, else against the system's 3.14.
+# `make LIBFUSE=` forces the system's, `make LIBFUSE=DIR` another private
+# one. Its SONAME is libfuse3.so.4, so the two coexist; the rpath lets
+# libvdrive find it at run time. These are expanded when a recipe runs,
+# not when make starts, so `make deps install` builds on what deps made.
+.DEFAULT_GOAL := all
+LIBFUSE_DEFAULT := /opt/vdrive-libfuse
+LIBFUSE ?= $(shell test -f $(LIBFUSE_DEFAULT)/lib/pkgconfig/fuse3.pc && echo $(LIBFUSE_DEFAULT))
+FUSE_PC = $(if $(LIBFUSE),PKG_CONFIG_PATH=$(LIBFUSE)/lib/pkgconfig) $(PKG_CONFIG)
+FUSE_CFLAGS = $(shell $(FUSE_PC) --cflags fuse3)
+FUSE_LIBS = $(shell $(FUSE_PC) --libs fuse3) $(if $(LIBFUSE),-Wl$(comma)-rpath$(comma)$(LIBFUSE)/lib)
+comma := ,
+# Objects remember which libfuse they were built for: a change rebuilds lib/.
+LIBFUSE_STAMP := $(B)/.libfuse
+$(LIBFUSE_STAMP): FORCE
+	@mkdir -p $(B); new="libfuse:$(LIBFUSE)"; \
+	[ "$$(cat $@ 2>/dev/null)" = "$$new" ] || echo "$$new" > $@
+FORCE:
 # ---- End of private libfuse ------------------------------------------------
 
 WERROR ?= -Werror
@@ -66,7 +71,7 @@ endif
 
 all: $(ALL)
 
-$(B)/lib/%.o: lib/%.c lib/vdrive_i.h include/vdrive.h
+$(B)/lib/%.o: lib/%.c lib/vdrive_i.h include/vdrive.h $(LIBFUSE_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(FUSE_CFLAGS) -c $< -o $@
 

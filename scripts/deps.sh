@@ -3,7 +3,8 @@
 # Idempotent: apt-get is skipped when everything is already there.
 set -e
 PKGS="build-essential pkg-config libfuse3-dev fuse3 libsqlite3-dev sqlite3
-      fio attr acl util-linux perl e2fsprogs procps psmisc"
+      fio attr acl util-linux perl e2fsprogs procps psmisc
+      meson ninja-build dpkg-dev"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
@@ -16,7 +17,12 @@ if [ -n "$missing" ]; then
 	# shellcheck disable=SC2086
 	apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
-# Drives opened to other users need this in fuse.conf only for non-root
-# mounters; root may always use allow_other.
 modprobe fuse 2>/dev/null || true
+# libfuse 3.17 (FUSE passthrough, O_TMPFILE) built from Debian 13's source
+# package into /opt/vdrive-libfuse; the build uses it when it is there.
+# Without it (no network, say) vdrive builds on the system's 3.14.
+if ! bash "$(dirname "$0")/libfuse.sh" >/tmp/vdrive-libfuse.log 2>&1; then
+	echo "vdrive: warning: could not build libfuse 3.17 (see /tmp/vdrive-libfuse.log);" \
+		"building on the system's libfuse 3.14, without passthrough" >&2
+fi
 [ -c /dev/fuse ] || { echo "vdrive: /dev/fuse is missing: this kernel has no FUSE" >&2; exit 1; }
