@@ -130,6 +130,10 @@ typedef int (*vd_fill_fn)(void *buf, const char *name, vd_node_t node,
 
 /* ops->flags */
 #define VD_OPS_THREAD_SAFE (1u << 0) /* callbacks may run concurrently */
+/* Nothing but this drive changes the source's data (a RAM drive): the
+ * kernel may keep names and attributes for a day instead of a second
+ * (entry_timeout/attr_timeout set as options still win). */
+#define VD_OPS_EXCLUSIVE (1u << 1)
 
 /*
  * The callback table.

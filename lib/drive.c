@@ -59,8 +59,10 @@ int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
 	memcpy(&d->ops, ops, op_size < sizeof(d->ops) ? op_size : sizeof(d->ops));
 	d->data = data;
 	d->serialize = !(d->ops.flags & VD_OPS_THREAD_SAFE);
-	d->entry_timeout = 1.0;
-	d->attr_timeout = 1.0;
+	/* What the kernel caches is only ever stale when something else
+	 * changes the data; revalidating costs a round trip per name. */
+	d->entry_timeout = (d->ops.flags & VD_OPS_EXCLUSIVE) ? 86400.0 : 1.0;
+	d->attr_timeout = d->entry_timeout;
 	d->negative_timeout = 0.0;
 	d->default_permissions = true;
 	d->kernel_cache = true;
