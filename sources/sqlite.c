@@ -2390,7 +2390,7 @@ static void sq_destroy(void *data)
 }
 
 static const struct vd_ops sq_ops = {
-	.flags = VD_OPS_THREAD_SAFE,
+	.flags = VD_OPS_THREAD_SAFE | VD_OPS_EXCLUSIVE,
 	.destroy = sq_destroy,
 	.lookup = sq_lookup,
 	.forget = sq_forget,
