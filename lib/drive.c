@@ -394,7 +394,8 @@ const char *vd_drive_mountpoint(const struct vd_drive *d)
 	return d ? d->mountpoint : NULL;
 }
 
-static void unmount_once(struct vd_drive *d)
+/* Unmount (here or in the target namespace) unless already done. */
+void vd_unmount_once(struct vd_drive *d)
 {
 	pthread_mutex_lock(&d->state_lock);
 	if (d->mounted) {
@@ -440,7 +441,7 @@ int vd_drive_serve(struct vd_drive *d, int handle_signals)
 out:
 	if (handle_signals)
 		fuse_remove_signal_handlers(d->se);
-	unmount_once(d);
+	vd_unmount_once(d);
 	return r;
 }
 
@@ -474,7 +475,7 @@ int vd_drive_stop(struct vd_drive *d)
 	fuse_session_exit(d->se);
 	/* Workers sleep in read(2) on the device: unmounting wakes them,
 	 * unless the mount lives on elsewhere; then the connection is cut. */
-	unmount_once(d);
+	vd_unmount_once(d);
 	if (!wait_served(d, 1000)) {
 		abort_conn(d);
 		wait_served(d, 5000);

@@ -404,13 +404,7 @@ static void *watch_thread(void *arg)
 	if (p[0].revents && !p[1].revents) {
 		vd_log(d, "the container's process ended: unmounting");
 		fuse_session_exit(d->se);
-		pthread_mutex_lock(&d->state_lock);
-		if (d->mounted) {
-			d->mounted = false;
-			fuse_session_unmount(d->se);
-			vd_ns_unmount(d);
-		}
-		pthread_mutex_unlock(&d->state_lock);
+		vd_unmount_once(d);
 	}
 	return NULL;
 }

@@ -106,6 +106,8 @@ fuse_ino_t vd_nodes_ino(struct vd_nodes *t, vd_node_t node);
 /* ns.c */
 int vd_gate_check(struct vd_drive *d, fuse_req_t req);
 void vd_ns_unmount(struct vd_drive *d);
+/* drive.c */
+void vd_unmount_once(struct vd_drive *d);
 void vd_ns_free(struct vd_drive *d);
 bool vd_ns_daemon_available(void);
 int vd_ns_mount_via_daemon(struct vd_drive *d, const char *mountpoint);
