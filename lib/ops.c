@@ -787,7 +787,13 @@ struct dirbuf {
 	char *buf;
 	size_t size, pos;
 	bool plus;
+	fuse_ino_t *refs; /* plus: the references handed out, to give back */
+	size_t nrefs;
 };
+
+/* The smallest readdirplus entry: fuse_entry_out, fuse_dirent, 8 bytes of
+ * name; bounds how many references one reply can carry. */
+#define MIN_DIRENTPLUS (128 + 24 + 8)
 
 static int is_dot(const char *name)
 {
@@ -825,6 +831,7 @@ static int fill(void *arg, const char *name, vd_node_t node,
 			e.ino = ent == &b->d->nodes.root ?
 					FUSE_ROOT_ID :
 					(fuse_ino_t)(uintptr_t)ent;
+			b->refs[b->nrefs++] = e.ino;
 			e.generation = 1;
 			e.attr_timeout = b->d->attr_timeout;
 			e.entry_timeout = b->d->entry_timeout;
@@ -849,9 +856,11 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	b.buf = malloc(size ? size : 1);
-	if (!b.buf) {
+	if (plus)
+		b.refs = malloc((size / MIN_DIRENTPLUS + 1) * sizeof(*b.refs));
+	if (!b.buf || (plus && !b.refs)) {
 		fuse_reply_err(req, ENOMEM);
-		return;
+		goto out;
 	}
 	mkctx(&c, req);
 	from_fi(&vf, fi);
@@ -863,10 +872,20 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	 * send what was gathered instead. */
 	if (r && b.pos == 0)
 		fuse_reply_err(req, -r);
-	else
-		fuse_reply_buf(req, b.buf, b.pos);
-	if (plus)
+	else if (fuse_reply_buf(req, b.buf, b.pos) != -ENOENT)
+		b.nrefs = 0; /* the kernel took them */
+	if (plus) {
 		pthread_rwlock_unlock(&d->forget_lock);
+		/* An interrupted reader took none: forget them as it would. */
+		if (b.nrefs) {
+			pthread_rwlock_wrlock(&d->forget_lock);
+			for (size_t i = 0; i < b.nrefs; i++)
+				forget_one(NULL, d, b.refs[i], 1);
+			pthread_rwlock_unlock(&d->forget_lock);
+		}
+	}
+out:
+	free(b.refs);
 	free(b.buf);
 }
 
