@@ -6,11 +6,12 @@
 
 #include "cli.h"
 
-const char usage_list[] =
-	"usage: vdrive list [--json]\n"
-	"\n"
-	"Show every drive recorded in the registry: name, source, mount point,\n"
-	"container, pid and state (running, or dead when its process is gone).\n";
+const char usage_list[] = "usage: vdrive list [--json]\n"
+			  "\n"
+			  "Show every drive recorded in the registry: name, "
+			  "source, mount point,\n"
+			  "container, pid and state (running, or dead when its "
+			  "process is gone).\n";
 
 /* JSON string with the escapes the values can need. */
 static void json_str(const char *s)

@@ -11,10 +11,10 @@
 static int cmd_help(int argc, char **argv);
 
 static const struct vd_cmd cmds[] = {
-	{ "mount", cmd_mount, usage_mount, "mount a drive" },
-	{ "unmount", cmd_unmount, usage_unmount, "stop a drive and unmount it" },
-	{ "list", cmd_list, usage_list, "show the live drives" },
-	{ "help", cmd_help, "usage: vdrive help [COMMAND]\n", "show help" },
+	{"mount", cmd_mount, usage_mount, "mount a drive"},
+	{"unmount", cmd_unmount, usage_unmount, "stop a drive and unmount it"},
+	{"list", cmd_list, usage_list, "show the live drives"},
+	{"help", cmd_help, "usage: vdrive help [COMMAND]\n", "show help"},
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))

@@ -24,26 +24,32 @@
 #include "sources.h"
 
 const char usage_mount[] =
-	"usage: vdrive mount SOURCE MOUNTPOINT [-o OPT,...] [--name NAME] [-f]\n"
+	"usage: vdrive mount SOURCE MOUNTPOINT [-o OPT,...] [--name NAME] "
+	"[-f]\n"
 	"\n"
 	"Mount a drive served by SOURCE (see `vdrive help` for the kinds) at\n"
-	"MOUNTPOINT, an existing empty folder. Returns once the drive answers;\n"
+	"MOUNTPOINT, an existing empty folder. Returns once the drive "
+	"answers;\n"
 	"the drive keeps running in the background until `vdrive unmount`.\n"
 	"\n"
 	"  -o OPTS        drive options, comma-separated: ro, allow_other,\n"
-	"                 entry_timeout=S, attr_timeout=S, negative_timeout=S,\n"
+	"                 entry_timeout=S, attr_timeout=S, "
+	"negative_timeout=S,\n"
 	"                 kernel_cache=yes|no, direct_io, writeback_cache,\n"
 	"                 max_io=BYTES, readdirplus=yes|no|auto, threads=N,\n"
 	"                 passthrough=yes|no, default_permissions=yes|no\n"
-	"                 (no: nothing checks permissions on built-in sources)\n"
+	"                 (no: nothing checks permissions on built-in "
+	"sources)\n"
 	"  --name NAME    name for list/unmount (default: the folder's name)\n"
 	"  -f             stay in the foreground; Ctrl-C unmounts\n"
 	"  --container REF  mount at MOUNTPOINT inside a container (PID,\n"
-	"                 docker:NAME_OR_ID or /proc/PID/ns/mnt); created there\n"
+	"                 docker:NAME_OR_ID or /proc/PID/ns/mnt); created "
+	"there\n"
 	"                 if missing; only that container may use the drive,\n"
 	"                 and the drive ends when the container does\n"
 	"  --allow REF    also admit `host` or another container (repeatable)\n"
-	"  --docker-host unix:///PATH  the Docker socket (default $DOCKER_HOST)\n"
+	"  --docker-host unix:///PATH  the Docker socket (default "
+	"$DOCKER_HOST)\n"
 	"  -o isolate     admit callers from this mount namespace only (for a\n"
 	"                 drive a privileged container mounts itself)\n";
 
@@ -65,8 +71,9 @@ static bool valid_name(const char *s)
 	if (!*s || *s == '.' || strlen(s) >= 100)
 		return false;
 	for (; *s; s++)
-		if (!(*s == '-' || *s == '_' || *s == '.' || (*s >= '0' && *s <= '9') ||
-		      (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
+		if (!(*s == '-' || *s == '_' || *s == '.' ||
+		      (*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') ||
+		      (*s >= 'A' && *s <= 'Z')))
 			return false;
 	return true;
 }
@@ -87,9 +94,9 @@ static void default_name(struct mount_args *a)
 
 	base = base && base[1] ? base + 1 : "root";
 	for (; *base && o < sizeof(stem) - 1; base++)
-		stem[o++] = valid_name((char[]){ *base, 0 }) || *base == '.' ?
-				    *base :
-				    '_';
+		stem[o++] = valid_name((char[]){*base, 0}) || *base == '.'
+				    ? *base
+				    : '_';
 	stem[o] = '\0';
 	if (stem[0] == '.')
 		stem[0] = '_';
@@ -120,13 +127,13 @@ static int check_opts(const char *opts)
 static int parse(int argc, char **argv, struct mount_args *a)
 {
 	static const struct option lopts[] = {
-		{ "name", required_argument, NULL, 'n' },
-		{ "options", required_argument, NULL, 'o' },
-		{ "foreground", no_argument, NULL, 'f' },
-		{ "container", required_argument, NULL, 'C' },
-		{ "allow", required_argument, NULL, 'A' },
-		{ "docker-host", required_argument, NULL, 'D' },
-		{ NULL, 0, NULL, 0 },
+		{"name", required_argument, NULL, 'n'},
+		{"options", required_argument, NULL, 'o'},
+		{"foreground", no_argument, NULL, 'f'},
+		{"container", required_argument, NULL, 'C'},
+		{"allow", required_argument, NULL, 'A'},
+		{"docker-host", required_argument, NULL, 'D'},
+		{NULL, 0, NULL, 0},
 	};
 	const char *mp;
 	struct stat st;
@@ -187,8 +194,10 @@ static int parse(int argc, char **argv, struct mount_args *a)
 		/* The path is inside the container: nothing to check here. */
 		if (!a->container || mp[0] != '/' ||
 		    strlen(mp) >= sizeof(a->mountpoint)) {
-			cli_err("mount: --allow needs --container, and the mount "
-				"point in a container must be an absolute path");
+			cli_err("mount: --allow needs --container, and the "
+				"mount "
+				"point in a container must be an absolute "
+				"path");
 			return 2;
 		}
 		snprintf(a->mountpoint, sizeof(a->mountpoint), "%s", mp);
@@ -196,8 +205,9 @@ static int parse(int argc, char **argv, struct mount_args *a)
 	}
 	if (!realpath(mp, a->mountpoint)) {
 		cli_err("mount point %s: %s%s", mp, strerror(errno),
-			errno == ENOTCONN ? " (a dead drive: `vdrive unmount` it)" :
-					    "");
+			errno == ENOTCONN
+				? " (a dead drive: `vdrive unmount` it)"
+				: "");
 		return 1;
 	}
 	if (stat(a->mountpoint, &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -258,7 +268,7 @@ static int run_drive(struct mount_args *a, int status_fd)
 	sigset_t set;
 	pthread_t th;
 	struct stat st;
-	struct cli_container ct = { .ns_fd = -1 };
+	struct cli_container ct = {.ns_fd = -1};
 	int r, sig;
 
 	/* Signals are taken by sigwait below, never by a worker thread. */
@@ -273,7 +283,8 @@ static int run_drive(struct mount_args *a, int status_fd)
 	r = src->open(strchr(a->spec, ':') + 1, &ops, &data, msg, sizeof(msg));
 	if (r) {
 		if (!msg[0])
-			snprintf(msg, sizeof(msg), "%s: %s", a->spec, strerror(-r));
+			snprintf(msg, sizeof(msg), "%s: %s", a->spec,
+				 strerror(-r));
 		report(status_fd, msg);
 		return 1;
 	}
@@ -289,16 +300,17 @@ static int run_drive(struct mount_args *a, int status_fd)
 	for (char *p = fsname; *p; p++)
 		if (*p == ',')
 			*p = '_';
-	if (vd_drive_set_options(d, fsname) || vd_drive_set_options(d, "subtype=vdrive") ||
+	if (vd_drive_set_options(d, fsname) ||
+	    vd_drive_set_options(d, "subtype=vdrive") ||
 	    (a->opts && vd_drive_set_options(d, a->opts))) {
 		snprintf(msg, sizeof(msg), "%s", vd_drive_error(d));
 		goto fail;
 	}
 	if (a->container)
 		r = cli_container_mount(d, a->container,
-					(const char *const *)a->allow, a->nallow,
-					a->docker_host, a->mountpoint, &ct, msg,
-					sizeof(msg));
+					(const char *const *)a->allow,
+					a->nallow, a->docker_host,
+					a->mountpoint, &ct, msg, sizeof(msg));
 	else
 		r = vd_drive_mount(d, a->mountpoint);
 	if (r) {
@@ -312,8 +324,8 @@ static int run_drive(struct mount_args *a, int status_fd)
 	}
 	/* The drive answers only when this stat comes back through it (in a
 	 * container, through /proc/PID/root, and the gate's EACCES counts). */
-	if (a->container ? cli_container_answers(&ct, a->mountpoint) != 0 :
-			   stat(a->mountpoint, &st) != 0) {
+	if (a->container ? cli_container_answers(&ct, a->mountpoint) != 0
+			 : stat(a->mountpoint, &st) != 0) {
 		snprintf(msg, sizeof(msg), "the drive does not answer: %s",
 			 strerror(errno));
 		vd_drive_stop(d);
@@ -385,7 +397,8 @@ int cmd_mount(int argc, char **argv)
 		snprintf(logpath, sizeof(logpath), "%s/%s.log", cli_rundir(),
 			 a.name);
 		if (cli_rundir_make() == 0 &&
-		    (fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644)) >= 0) {
+		    (fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644)) >=
+			    0) {
 			dup2(fd, 1);
 			dup2(fd, 2);
 			close(fd);

@@ -65,7 +65,7 @@ static int match_mp(const struct vd_rec *r, void *arg)
 
 static bool wait_gone(pid_t pid, int ms)
 {
-	struct timespec ts = { 0, 20 * 1000 * 1000 };
+	struct timespec ts = {0, 20 * 1000 * 1000};
 
 	for (int i = 0; i < ms / 20; i++) {
 		if (!cli_pid_alive(pid))
@@ -96,7 +96,8 @@ static void abort_connection(const char *mp)
 	fclose(f);
 	if (!found)
 		return;
-	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort", minor);
+	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort",
+		 minor);
 	fd = open(path, O_WRONLY);
 	if (fd >= 0) {
 		/* A failed abort leaves only umount to try, which follows. */
@@ -108,15 +109,18 @@ static void abort_connection(const char *mp)
 
 int cmd_unmount(int argc, char **argv)
 {
-	struct find f = { 0 };
+	struct find f = {0};
 	char mp[PATH_MAX];
 	bool have_rec, in_ct;
 
 	if (argc >= 3 && !strcmp(argv[1], "--container"))
-		return cli_container_unmount(argv[2], argc == 5 &&
-				!strcmp(argv[3], "--docker-host") ? argv[4] : NULL);
+		return cli_container_unmount(
+			argv[2], argc == 5 && !strcmp(argv[3], "--docker-host")
+					 ? argv[4]
+					 : NULL);
 	if (argc != 2) {
-		cli_err("unmount: need one MOUNTPOINT or NAME\n%s", usage_unmount);
+		cli_err("unmount: need one MOUNTPOINT or NAME\n%s",
+			usage_unmount);
 		return 2;
 	}
 	have_rec = !strchr(argv[1], '/') && cli_rec_read(argv[1], &f.rec) == 0;

@@ -5,7 +5,6 @@
  *   mkdir -p /tmp/hello && ./hello /tmp/hello &
  *   cat /tmp/hello/hello.txt
  *   umount /tmp/hello            (or Ctrl-C)
- *
  * Copy it to start your own: fill in lookup, getattr, readdir and read.
  */
 #include <errno.h>
@@ -48,7 +47,7 @@ static int hello_readdir(const struct vd_ctx *ctx, vd_node_t node,
 			 struct vd_file *fi, off_t off, vd_fill_fn fill,
 			 void *buf)
 {
-	static const char *names[] = { ".", "..", "hello.txt" };
+	static const char *names[] = {".", "..", "hello.txt"};
 	struct stat st;
 
 	(void)ctx, (void)fi;
@@ -93,7 +92,8 @@ int main(int argc, char **argv)
 	    (r = vd_drive_mount(d, argv[1])) == 0)
 		r = vd_drive_serve(d, 1); /* until unmounted or Ctrl-C */
 	if (r)
-		fprintf(stderr, "hello: %s (%s)\n", vd_drive_error(d), strerror(-r));
+		fprintf(stderr, "hello: %s (%s)\n", vd_drive_error(d),
+			strerror(-r));
 	vd_drive_free(d);
 	return r ? 1 : 0;
 }

@@ -51,11 +51,11 @@ struct vd_ctx {
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
-	mode_t umask;          /* of the caller, for create/mkdir/mknod */
+	mode_t umask; /* of the caller, for create/mkdir/mknod */
 	struct vd_drive *drive;
-	void *data;            /* the source's private pointer */
+	void *data;	       /* the source's private pointer */
 	uint64_t mntns_cache_; /* private: use vd_ctx_mntns() */
-	void *req_;            /* private */
+	void *req_;	       /* private */
 };
 
 /*
@@ -81,12 +81,12 @@ int vd_ctx_groups(const struct vd_ctx *ctx, gid_t *list, int n);
  */
 struct vd_file {
 	int flags;
-	uint64_t fh;              /* the source's own handle for this open */
-	unsigned int direct_io : 1;   /* bypass the page cache for this open */
-	unsigned int keep_cache : 1;  /* data cached earlier is still valid */
+	uint64_t fh;		     /* the source's own handle for this open */
+	unsigned int direct_io : 1;  /* bypass the page cache for this open */
+	unsigned int keep_cache : 1; /* data cached earlier is still valid */
 	unsigned int nonseekable : 1;
 	unsigned int cache_readdir : 1;
-	unsigned int writepage : 1;   /* in: a write from the page cache */
+	unsigned int writepage : 1; /* in: a write from the page cache */
 	/* in (readdir): the kernel wants attributes and nodes (READDIRPLUS);
 	 * when 0 the library ignores the nodes given to fill, so a source
 	 * can skip finding them (and must not count on their forget). */
@@ -194,8 +194,8 @@ struct vd_ops {
 
 	/* Create a regular file, fifo, socket or device node. */
 	int (*mknod)(const struct vd_ctx *ctx, vd_node_t parent,
-		     const char *name, mode_t mode, dev_t rdev,
-		     vd_node_t *node, struct stat *st);
+		     const char *name, mode_t mode, dev_t rdev, vd_node_t *node,
+		     struct stat *st);
 
 	int (*mkdir)(const struct vd_ctx *ctx, vd_node_t parent,
 		     const char *name, mode_t mode, vd_node_t *node,
@@ -264,8 +264,8 @@ struct vd_ops {
 			  struct vd_file *fi);
 
 	/* NULL: 0. */
-	int (*fsyncdir)(const struct vd_ctx *ctx, vd_node_t node,
-			int datasync, struct vd_file *fi);
+	int (*fsyncdir)(const struct vd_ctx *ctx, vd_node_t node, int datasync,
+			struct vd_file *fi);
 
 	/* NULL: a zeroed statvfs with f_namemax 255, f_bsize 4096. */
 	int (*statfs)(const struct vd_ctx *ctx, vd_node_t node,
@@ -283,8 +283,8 @@ struct vd_ops {
 			const char *name, char *value, size_t size);
 
 	/* NUL-separated names; size rules as getxattr. */
-	int (*listxattr)(const struct vd_ctx *ctx, vd_node_t node,
-			 char *list, size_t size);
+	int (*listxattr)(const struct vd_ctx *ctx, vd_node_t node, char *list,
+			 size_t size);
 
 	int (*removexattr)(const struct vd_ctx *ctx, vd_node_t node,
 			   const char *name);
@@ -315,9 +315,8 @@ struct vd_ops {
 	 * Create an unnamed file in parent (O_TMPFILE); it gets a name only
 	 * through link(). Used when the FUSE library underneath supports it.
 	 */
-	int (*tmpfile)(const struct vd_ctx *ctx, vd_node_t parent,
-		       mode_t mode, struct vd_file *fi, vd_node_t *node,
-		       struct stat *st);
+	int (*tmpfile)(const struct vd_ctx *ctx, vd_node_t parent, mode_t mode,
+		       struct vd_file *fi, vd_node_t *node, struct stat *st);
 
 	/* Room for members added later without changing the size. */
 	void (*reserved[8])(void);

@@ -39,8 +39,8 @@ void vd_log(const struct vd_drive *d, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "vdrive[%s]: %s\n",
-		d && d->fsname ? d->fsname : "-", msg);
+	fprintf(stderr, "vdrive[%s]: %s\n", d && d->fsname ? d->fsname : "-",
+		msg);
 }
 
 int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
@@ -56,7 +56,8 @@ int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
 	if (!d)
 		return -ENOMEM;
 	/* Members the caller's struct did not have read as NULL. */
-	memcpy(&d->ops, ops, op_size < sizeof(d->ops) ? op_size : sizeof(d->ops));
+	memcpy(&d->ops, ops,
+	       op_size < sizeof(d->ops) ? op_size : sizeof(d->ops));
 	d->data = data;
 	d->serialize = !(d->ops.flags & VD_OPS_THREAD_SAFE);
 	/* What the kernel caches is only ever stale when something else
@@ -281,7 +282,8 @@ int vd_drive_mount(struct vd_drive *d, const char *mountpoint)
 		/* libfuse's own message is vague: say which check failed. */
 		if (access("/dev/fuse", R_OK | W_OK) != 0) {
 			r = -errno;
-			vd_set_error(d, "cannot open /dev/fuse: %s", strerror(errno));
+			vd_set_error(d, "cannot open /dev/fuse: %s",
+				     strerror(errno));
 			goto out_err;
 		}
 		struct stat st;
@@ -300,7 +302,8 @@ int vd_drive_mount(struct vd_drive *d, const char *mountpoint)
 	}
 	if (vd_ns_session_mount(d, mountpoint) != 0) {
 		r = -EPERM;
-		vd_set_error(d, "cannot mount at %s (not permitted, or no FUSE)",
+		vd_set_error(d,
+			     "cannot mount at %s (not permitted, or no FUSE)",
 			     mountpoint);
 		goto out_err;
 	}
@@ -327,14 +330,16 @@ static unsigned int conn_id_of(const char *mountpoint)
 	unsigned int major, minor, id = 0;
 	FILE *f;
 
-	if (strncmp(mountpoint, "/dev/fd/", 8) == 0 || !realpath(mountpoint, real))
+	if (strncmp(mountpoint, "/dev/fd/", 8) == 0 ||
+	    !realpath(mountpoint, real))
 		return 0;
 	f = fopen("/proc/self/mountinfo", "r");
 	if (!f)
 		return 0;
 	/* The last match is the top mount; escaped names simply never match. */
 	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%*s %*s %u:%u %*s %4095s", &major, &minor, mp) == 3 &&
+		if (sscanf(line, "%*s %*s %u:%u %*s %4095s", &major, &minor,
+			   mp) == 3 &&
 		    strcmp(mp, real) == 0 && strstr(line, " - fuse"))
 			id = minor;
 	}
@@ -363,7 +368,8 @@ static void abort_conn(struct vd_drive *d)
 	if (fd < 0)
 		return;
 	if (write(fd, "1", 1) < 0)
-		vd_log(d, "cannot abort the FUSE connection: %s", strerror(errno));
+		vd_log(d, "cannot abort the FUSE connection: %s",
+		       strerror(errno));
 	close(fd);
 }
 

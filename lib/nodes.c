@@ -85,7 +85,8 @@ struct vd_entry *vd_nodes_ref(struct vd_nodes *t, vd_node_t node)
 	struct vd_entry *e;
 
 	if (node == VD_ROOT)
-		return &t->root; /* root lookups are not counted by the kernel */
+		return &t->root; /* root lookups are not counted by the kernel
+				  */
 	pthread_mutex_lock(&t->lock);
 	size_t h = hash_node(node, t->nbuckets);
 	for (e = t->buckets[h]; e; e = e->hnext) {
@@ -121,7 +122,8 @@ bool vd_nodes_unref(struct vd_nodes *t, struct vd_entry *e, uint64_t n)
 	pthread_mutex_lock(&t->lock);
 	e->nlookup = n >= e->nlookup ? 0 : e->nlookup - n;
 	if (e->nlookup == 0) {
-		struct vd_entry **pp = &t->buckets[hash_node(e->node, t->nbuckets)];
+		struct vd_entry **pp =
+			&t->buckets[hash_node(e->node, t->nbuckets)];
 		while (*pp && *pp != e)
 			pp = &(*pp)->hnext;
 		if (*pp)

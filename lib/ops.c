@@ -19,23 +19,23 @@
 #define NODE(d, ino) (vd_nodes_get(&(d)->nodes, (ino))->node)
 
 /* Run one source call, serialised when the source asked for it. */
-#define CALL(d, expr)                                         \
-	({                                                    \
-		if ((d)->serialize)                           \
-			pthread_mutex_lock(&(d)->serial);     \
-		__typeof__(expr) r_ = (expr);                 \
-		if ((d)->serialize)                           \
-			pthread_mutex_unlock(&(d)->serial);   \
-		r_;                                           \
+#define CALL(d, expr)                                                          \
+	({                                                                     \
+		if ((d)->serialize)                                            \
+			pthread_mutex_lock(&(d)->serial);                      \
+		__typeof__(expr) r_ = (expr);                                  \
+		if ((d)->serialize)                                            \
+			pthread_mutex_unlock(&(d)->serial);                    \
+		r_;                                                            \
 	})
 
 /* Refuse callers from namespaces the drive is not allowed in. */
-#define GATE(d, req)                                                \
-	do {                                                        \
-		if ((d)->gate && vd_gate_check((d), (req)) != 0) {  \
-			fuse_reply_err((req), EACCES);              \
-			return;                                     \
-		}                                                   \
+#define GATE(d, req)                                                           \
+	do {                                                                   \
+		if ((d)->gate && vd_gate_check((d), (req)) != 0) {             \
+			fuse_reply_err((req), EACCES);                         \
+			return;                                                \
+		}                                                              \
 	} while (0)
 
 static void mkctx(struct vd_ctx *c, fuse_req_t req)
@@ -83,9 +83,8 @@ static void to_fi(struct fuse_file_info *fi, const struct vd_file *vf)
  * release does not say which backing id its open had, so the id stays
  * with the entry until the kernel forgets the inode (put_backing).
  */
-static void set_backing(fuse_req_t req, struct vd_drive *d,
-			struct vd_entry *e, struct fuse_file_info *fi,
-			const struct vd_file *vf)
+static void set_backing(fuse_req_t req, struct vd_drive *d, struct vd_entry *e,
+			struct fuse_file_info *fi, const struct vd_file *vf)
 {
 	int id;
 
@@ -142,7 +141,8 @@ static fuse_ino_t reply_entry(fuse_req_t req, struct vd_drive *d,
 		fuse_reply_err(req, ENOMEM);
 		return 0;
 	}
-	e.ino = ent == &d->nodes.root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)ent;
+	e.ino = ent == &d->nodes.root ? FUSE_ROOT_ID
+				      : (fuse_ino_t)(uintptr_t)ent;
 	e.generation = 1;
 	e.attr = *st;
 	e.attr_timeout = d->attr_timeout;
@@ -172,7 +172,8 @@ static void vd_init(void *userdata, struct fuse_conn_info *conn)
 	if (d->writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 	if (d->readdirplus == 0) {
-		conn->want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
+		conn->want &=
+			~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
 	} else if (d->readdirplus == 1) {
 		conn->want |= FUSE_CAP_READDIRPLUS;
 		conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
@@ -472,8 +473,8 @@ static void vd_symlink(fuse_req_t req, const char *target, fuse_ino_t parent,
 	mkctx(&c, req);
 	memset(&st, 0, sizeof(st));
 	pthread_rwlock_rdlock(&d->forget_lock);
-	r = CALL(d, d->ops.symlink(&c, target, NODE(d, parent), name, &node,
-				   &st));
+	r = CALL(d,
+		 d->ops.symlink(&c, target, NODE(d, parent), name, &node, &st));
 	new_node_done(req, d, r, node, &st);
 }
 
@@ -598,10 +599,10 @@ static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	memset(&st, 0, sizeof(st));
 	pthread_rwlock_rdlock(&d->forget_lock);
 	if (!name) {
-		r = d->ops.tmpfile ? CALL(d, d->ops.tmpfile(&c, NODE(d, parent),
-							    mode, &vf, &node,
-							    &st)) :
-				     -EOPNOTSUPP;
+		r = d->ops.tmpfile
+			    ? CALL(d, d->ops.tmpfile(&c, NODE(d, parent), mode,
+						     &vf, &node, &st))
+			    : -EOPNOTSUPP;
 	} else if (d->ops.create) {
 		r = CALL(d, d->ops.create(&c, NODE(d, parent), name, mode, &vf,
 					  &node, &st));
@@ -688,7 +689,8 @@ static void kill_suid(struct vd_drive *d, struct vd_ctx *c, vd_node_t node)
 	if (!(st.st_mode & S_ISUID) &&
 	    (st.st_mode & (S_ISGID | S_IXGRP)) != (S_ISGID | S_IXGRP))
 		return;
-	st.st_mode &= ~(mode_t)(S_ISUID | ((st.st_mode & S_IXGRP) ? S_ISGID : 0));
+	st.st_mode &=
+		~(mode_t)(S_ISUID | ((st.st_mode & S_IXGRP) ? S_ISGID : 0));
 	CALL(d, d->ops.setattr(c, node, &st, VD_SET_MODE, NULL));
 }
 
@@ -811,8 +813,8 @@ static int fill(void *arg, const char *name, vd_node_t node,
 	if (s.st_ino == 0)
 		s.st_ino = node;
 	if (!b->plus) {
-		need = fuse_add_direntry(b->req, b->buf + b->pos, room, name, &s,
-					 next);
+		need = fuse_add_direntry(b->req, b->buf + b->pos, room, name,
+					 &s, next);
 		if (need > room)
 			return 1;
 		b->pos += need;
@@ -828,9 +830,9 @@ static int fill(void *arg, const char *name, vd_node_t node,
 	if (node && !is_dot(name)) {
 		struct vd_entry *ent = vd_nodes_ref(&b->d->nodes, node);
 		if (ent) {
-			e.ino = ent == &b->d->nodes.root ?
-					FUSE_ROOT_ID :
-					(fuse_ino_t)(uintptr_t)ent;
+			e.ino = ent == &b->d->nodes.root
+					? FUSE_ROOT_ID
+					: (fuse_ino_t)(uintptr_t)ent;
 			b->refs[b->nrefs++] = e.ino;
 			e.generation = 1;
 			e.attr_timeout = b->d->attr_timeout;
@@ -848,7 +850,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct vd_drive *d = DRIVE(req);
 	struct vd_ctx c;
 	struct vd_file vf;
-	struct dirbuf b = { .req = req, .d = d, .size = size, .plus = plus };
+	struct dirbuf b = {.req = req, .d = d, .size = size, .plus = plus};
 	int r;
 
 	if (!d->ops.readdir) {
@@ -1044,8 +1046,8 @@ static void vd_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	fuse_reply_err(req, -r);
 }
 
-static void vd_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
-			 off_t offset, off_t length, struct fuse_file_info *fi)
+static void vd_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+			 off_t length, struct fuse_file_info *fi)
 {
 	struct vd_drive *d = DRIVE(req);
 	struct vd_ctx c;
@@ -1055,16 +1057,15 @@ static void vd_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 	mkctx(&c, req);
 	from_fi(&vf, fi);
 	if (d->ops.fallocate)
-		r = CALL(d, d->ops.fallocate(&c, NODE(d, ino), &vf, mode, offset,
-					     length));
+		r = CALL(d, d->ops.fallocate(&c, NODE(d, ino), &vf, mode,
+					     offset, length));
 	fuse_reply_err(req, -r);
 }
 
-static void vd_copy_file_range(fuse_req_t req, fuse_ino_t ino_in,
-			       off_t off_in, struct fuse_file_info *fi_in,
-			       fuse_ino_t ino_out, off_t off_out,
-			       struct fuse_file_info *fi_out, size_t len,
-			       int flags)
+static void vd_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			       struct fuse_file_info *fi_in, fuse_ino_t ino_out,
+			       off_t off_out, struct fuse_file_info *fi_out,
+			       size_t len, int flags)
 {
 	struct vd_drive *d = DRIVE(req);
 	struct vd_ctx c;

@@ -74,23 +74,23 @@ struct vd_drive {
 	unsigned int conn_id; /* FUSE connection number (fusectl), 0: unknown */
 
 	/* ns.c: mounted in another namespace or through vdrived; the gate */
-	bool ns_mounted;   /* ns_fd/ns_path are valid */
-	int ns_fd;         /* the target mount namespace */
-	char *ns_path;     /* the mount point inside it */
-	bool via_daemon;   /* daemon_fd is valid */
-	int daemon_fd;     /* connection to vdrived; closing it unmounts */
-	bool daemon_io;    /* mounting through vdrived: clones come from it */
-	bool gate;         /* admit only callers in allowed[] namespaces */
+	bool ns_mounted; /* ns_fd/ns_path are valid */
+	int ns_fd;	 /* the target mount namespace */
+	char *ns_path;	 /* the mount point inside it */
+	bool via_daemon; /* daemon_fd is valid */
+	int daemon_fd;	 /* connection to vdrived; closing it unmounts */
+	bool daemon_io;	 /* mounting through vdrived: clones come from it */
+	bool gate;	 /* admit only callers in allowed[] namespaces */
 	size_t nallowed;
 	uint64_t allowed[VD_MAX_ALLOWED];
 	pthread_mutex_t gate_lock;
-	dev_t gate_dev;    /* our superblock, for callers we cannot inspect */
+	dev_t gate_dev; /* our superblock, for callers we cannot inspect */
 	struct vd_gate_ent {
 		pid_t pid;
 		bool ok;
 		uint64_t expires;
 	} gate_cache[VD_GATE_CACHE];
-	bool watching;     /* watch_* are valid */
+	bool watching; /* watch_* are valid */
 	int watch_pidfd, watch_pipe[2];
 	pthread_t watch_thread;
 };
