@@ -356,6 +356,7 @@ static void abort_conn(struct vd_drive *d)
 {
 	const char *dir = "/sys/fs/fuse/connections";
 	char path[96];
+	bool mounted_here = false;
 	int fd;
 
 	if (!d->conn_id)
@@ -363,14 +364,19 @@ static void abort_conn(struct vd_drive *d)
 	snprintf(path, sizeof(path), "%s/%u/abort", dir, d->conn_id);
 	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT &&
-	    mount("fusectl", dir, "fusectl", 0, NULL) == 0)
+	    mount("fusectl", dir, "fusectl", 0, NULL) == 0) {
+		mounted_here = true;
 		fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (write(fd, "1", 1) < 0)
-		vd_log(d, "cannot abort the FUSE connection: %s",
-		       strerror(errno));
-	close(fd);
+	}
+	if (fd >= 0) {
+		if (write(fd, "1", 1) < 0)
+			vd_log(d, "cannot abort the FUSE connection: %s",
+			       strerror(errno));
+		close(fd);
+	}
+	/* Leave the system's mounts as they were. */
+	if (mounted_here)
+		umount2(dir, MNT_DETACH);
 }
 
 /* Wait up to ms for the serving loop to end; true if it has. */

@@ -5,7 +5,7 @@ B=${VDRIVE_BASELINE:-/tmp/vdrive-suite-baseline}
 echo "1..3"
 [ -r "$B" ] || : >"$B"
 now() {
-	awk '$0 ~ / - fuse\.vdrive / { print "mount " $5 }' /proc/self/mountinfo
+	awk '$0 ~ / - fuse/ { print "mount " $5 }' /proc/self/mountinfo
 	for p in /proc/[0-9]*; do
 		exe=$(readlink "$p/exe" 2>/dev/null) || continue
 		st=$(sed 's/.*) //' "$p/stat" 2>/dev/null | cut -c1)
@@ -22,7 +22,7 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do
 done
 for kind in mount proc tmp; do
 	items=$(grep "^$kind " <<<"$left")
-	case $kind in mount) what="vdrive mounts" ;; proc) what="drive processes" ;; tmp) what="temporary folders" ;; esac
+	case $kind in mount) what="FUSE mounts" ;; proc) what="drive processes" ;; tmp) what="temporary folders" ;; esac
 	i=$((${i:-0} + 1))
 	if [ -z "$items" ]; then
 		echo "ok $i - no $what left behind"
