@@ -127,7 +127,16 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
 	sed 's|/usr/local/bin/|$(PREFIX)/bin/|' daemon/vdrived.service \
 		> $(DESTDIR)$(PREFIX)/lib/systemd/system/vdrived.service
-	if [ -z "$(DESTDIR)" ]; then ldconfig; fi
+	install -d $(DESTDIR)/etc/tmpfiles.d
+	echo 'w $(URING_PARAM) - - - - Y' > $(DESTDIR)/etc/tmpfiles.d/vdrive.conf
+	if [ -z "$(DESTDIR)" ]; then ldconfig; $(MAKE) --no-print-directory uring-on; fi
+
+# FUSE over io_uring (option io_uring) is off in the kernel until the
+# administrator turns it on: install does, now and at every boot
+# (tmpfiles.d), and the suite tests what an installed machine has.
+URING_PARAM := /sys/module/fuse/parameters/enable_uring
+uring-on:
+	@if [ -w $(URING_PARAM) ]; then echo Y > $(URING_PARAM); fi
 
 # The README's two commands: `make deps install demo` and `make deps check`.
 deps:
@@ -137,7 +146,7 @@ demo: install
 	sh scripts/demo.sh
 
 # The whole suite, then the same unit and mount tests under ASan/UBSan.
-check: all
+check: all uring-on
 	VDRIVE_BUILD=$(CURDIR)/$(B) prove -f tests/*.t
 
 check-san:
@@ -151,4 +160,4 @@ format:
 clean:
 	rm -rf build build-san
 
-.PHONY: all deps demo install check check-san format clean
+.PHONY: all deps demo install check check-san format clean uring-on

@@ -134,6 +134,11 @@ typedef int (*vd_fill_fn)(void *buf, const char *name, vd_node_t node,
  * kernel may keep names and attributes for a day instead of a second
  * (entry_timeout/attr_timeout set as options still win). */
 #define VD_OPS_EXCLUSIVE (1u << 1)
+/* Every callback returns quickly (memory, a local disk; no network, no
+ * child processes): the library may then serve over FUSE's io_uring
+ * transport, one thread per CPU, where a slow callback would hold up
+ * every caller on its CPU (option io_uring, default "auto"). */
+#define VD_OPS_QUICK (1u << 2)
 
 /*
  * The callback table.
@@ -343,6 +348,11 @@ int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
  *   writeback_cache, max_io=BYTES (up to 1 MiB), readdirplus=yes|no|auto,
  *   threads=N (worker threads), fsname=NAME, subtype=NAME,
  *   passthrough=yes|no (use backing_fd where the kernel allows),
+ *   io_uring=yes|no|auto (FUSE over io_uring: requests are served on a
+ *   thread pinned to the caller's CPU, which saves a cross-CPU wakeup per
+ *   request; needs libfuse >= 3.18 and the fuse module's enable_uring=Y,
+ *   "yes" fails the mount without them; "auto", the default, uses it for
+ *   VD_OPS_QUICK sources when both are there),
  *   isolate (admit callers from this mount namespace only, as
  *   vd_drive_allow(d, 0): for a drive a privileged container mounts).
  * Returns -EINVAL, with a message from vd_drive_error(), on a bad option.

@@ -70,6 +70,7 @@ int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
 	d->readdirplus = 2;
 	d->max_io = VD_MAX_IO;
 	d->threads = 4;
+	d->io_uring = 2;
 	d->passthrough = true;
 	r = vd_nodes_init(&d->nodes);
 	if (r) {
@@ -196,7 +197,15 @@ static int set_option(struct vd_drive *d, char *key)
 		r = set_string(&d->fsname, v);
 	else if (!strcmp(key, "subtype"))
 		r = set_string(&d->subtype, v);
-	else if (!strcmp(key, "readdirplus")) {
+	else if (!strcmp(key, "io_uring")) {
+		r = 0;
+		if (v && !strcmp(v, "auto"))
+			d->io_uring = 2;
+		else if (parse_bool(v, &b) == 0)
+			d->io_uring = b;
+		else
+			r = -EINVAL;
+	} else if (!strcmp(key, "readdirplus")) {
 		r = 0;
 		if (v && !strcmp(v, "auto"))
 			d->readdirplus = 2;
@@ -241,12 +250,61 @@ int vd_drive_set_options(struct vd_drive *d, const char *opts)
 
 static unsigned int conn_id_of(const char *mountpoint);
 
+#define FUSE_URING_PARAM "/sys/module/fuse/parameters/enable_uring"
+
+/* Whether the kernel takes FUSE requests over io_uring: off unless the
+ * administrator (or `make install`) set the fuse module's enable_uring. */
+static bool kernel_uring(void)
+{
+	char c = 0;
+	int fd = open(FUSE_URING_PARAM, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	if (read(fd, &c, 1) != 1)
+		c = 0;
+	close(fd);
+	return c == 'Y' || c == '1';
+}
+
+/*
+ * Decide the transport. io_uring serves each CPU's requests on a thread
+ * pinned to that CPU: no cross-CPU wakeup per request (the main cost of a
+ * round trip on small machines), but a slow callback holds up every
+ * caller on its CPU, so "auto" takes it only for VD_OPS_QUICK sources.
+ * Returns 1 to use it, 0 not to, -EOPNOTSUPP if it was required and
+ * cannot be had.
+ */
+static int want_uring(struct vd_drive *d)
+{
+	bool lib = FUSE_MAJOR_VERSION * 100 + FUSE_MINOR_VERSION >= 318;
+
+	if (d->io_uring == 0)
+		return 0;
+	if (d->io_uring == 2)
+		return lib && (d->ops.flags & VD_OPS_QUICK) && kernel_uring();
+	if (!lib) {
+		vd_set_error(d,
+			     "io_uring: this libvdrive was built on libfuse "
+			     "%d.%d, which has no io_uring transport (3.18 "
+			     "has: make deps)",
+			     FUSE_MAJOR_VERSION, FUSE_MINOR_VERSION);
+		return -EOPNOTSUPP;
+	}
+	if (!kernel_uring()) {
+		vd_set_error(d, "io_uring: the kernel has FUSE over io_uring "
+				"off (echo Y > " FUSE_URING_PARAM ")");
+		return -EOPNOTSUPP;
+	}
+	return 1;
+}
+
 int vd_drive_mount(struct vd_drive *d, const char *mountpoint)
 {
 	char opts[1024];
 	char *argv[4];
 	struct fuse_args args;
-	int r;
+	int r, uring;
 
 	if (!d || !mountpoint)
 		return -EINVAL;
@@ -258,11 +316,15 @@ int vd_drive_mount(struct vd_drive *d, const char *mountpoint)
 	if (strncmp(mountpoint, "/dev/fd/", 8) != 0 &&
 	    access("/dev/fuse", R_OK | W_OK) != 0 && vd_ns_daemon_available())
 		return vd_ns_mount_via_daemon(d, mountpoint);
-	snprintf(opts, sizeof(opts), "fsname=%s,subtype=%s%s%s%s",
+	uring = want_uring(d);
+	if (uring < 0)
+		return uring;
+	snprintf(opts, sizeof(opts), "fsname=%s,subtype=%s%s%s%s%s",
 		 d->fsname ? d->fsname : "vdrive",
 		 d->subtype ? d->subtype : "vdrive",
 		 d->default_permissions ? ",default_permissions" : "",
-		 d->allow_other ? ",allow_other" : "", d->ro ? ",ro" : "");
+		 d->allow_other ? ",allow_other" : "", d->ro ? ",ro" : "",
+		 uring ? ",io_uring" : "");
 	argv[0] = "vdrive";
 	argv[1] = "-o";
 	argv[2] = opts;

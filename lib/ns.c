@@ -544,10 +544,17 @@ int vd_ns_session_mount(struct vd_drive *d, const char *mountpoint)
 	int fd;
 
 	if (d->daemon_io && sscanf(mountpoint, "/dev/fd/%d", &fd) == 1) {
-		if (fuse_session_custom_io_317(d->se, &io, sizeof(io), fd))
+		int r = fuse_session_custom_io_317(d->se, &io, sizeof(io), fd);
+
+		if (r == 0) {
+			clone_map_set(fd, d->daemon_fd);
+			d->daemon_clones = true;
+			return 0;
+		}
+		if (r != -ENOTSUP)
 			return -1;
-		clone_map_set(fd, d->daemon_fd);
-		return 0;
+		/* A libfuse built without custom io (3.18's default): the
+		 * workers then share the one descriptor. */
 	}
 #endif
 	return fuse_session_mount(d->se, mountpoint);
@@ -556,8 +563,7 @@ int vd_ns_session_mount(struct vd_drive *d, const char *mountpoint)
 bool vd_ns_can_clone(const struct vd_drive *d)
 {
 #ifdef VD_DAEMON_CLONES
-	(void)d;
-	return true;
+	return !d->via_daemon || d->daemon_clones;
 #else
 	return !d->via_daemon;
 #endif

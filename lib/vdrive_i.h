@@ -62,6 +62,8 @@ struct vd_drive {
 	int readdirplus; /* 0 no, 1 yes, 2 auto */
 	unsigned int max_io;
 	unsigned int threads;
+	/* FUSE over io_uring: 0 no, 1 yes (required), 2 auto (VD_OPS_QUICK). */
+	int io_uring;
 
 	/* state */
 	bool mounted;
@@ -74,13 +76,14 @@ struct vd_drive {
 	unsigned int conn_id; /* FUSE connection number (fusectl), 0: unknown */
 
 	/* ns.c: mounted in another namespace or through vdrived; the gate */
-	bool ns_mounted; /* ns_fd/ns_path are valid */
-	int ns_fd;	 /* the target mount namespace */
-	char *ns_path;	 /* the mount point inside it */
-	bool via_daemon; /* daemon_fd is valid */
-	int daemon_fd;	 /* connection to vdrived; closing it unmounts */
-	bool daemon_io;	 /* mounting through vdrived: clones come from it */
-	bool gate;	 /* admit only callers in allowed[] namespaces */
+	bool ns_mounted;    /* ns_fd/ns_path are valid */
+	int ns_fd;	    /* the target mount namespace */
+	char *ns_path;	    /* the mount point inside it */
+	bool via_daemon;    /* daemon_fd is valid */
+	int daemon_fd;	    /* connection to vdrived; closing it unmounts */
+	bool daemon_io;	    /* mounting through vdrived: clones come from it */
+	bool daemon_clones; /* ... and this libfuse lets them (custom io) */
+	bool gate;	    /* admit only callers in allowed[] namespaces */
 	size_t nallowed;
 	uint64_t allowed[VD_MAX_ALLOWED];
 	pthread_mutex_t gate_lock;

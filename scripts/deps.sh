@@ -4,7 +4,7 @@
 set -e
 PKGS="build-essential pkg-config libfuse3-dev fuse3 libsqlite3-dev sqlite3
       fio attr acl util-linux perl e2fsprogs procps psmisc
-      meson ninja-build dpkg-dev"
+      meson ninja-build dpkg-dev liburing-dev libnuma-dev"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
@@ -18,11 +18,12 @@ if [ -n "$missing" ]; then
 	apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 modprobe fuse 2>/dev/null || true
-# libfuse 3.17 (FUSE passthrough, O_TMPFILE) built from Debian 13's source
-# package into /opt/vdrive-libfuse; the build uses it when it is there.
+# libfuse 3.18 (FUSE passthrough, io_uring, O_TMPFILE) built from Debian's source
+# package (sid; else 3.17 from trixie) into /opt/vdrive-libfuse; the build
+# uses it when it is there.
 # Without it (no network, say) vdrive builds on the system's 3.14.
 if ! bash "$(dirname "$0")/libfuse.sh" >/tmp/vdrive-libfuse.log 2>&1; then
-	echo "vdrive: warning: could not build libfuse 3.17 (see /tmp/vdrive-libfuse.log);" \
+	echo "vdrive: warning: could not build libfuse 3.17 or 3.18 (see /tmp/vdrive-libfuse.log);" \
 		"building on the system's libfuse 3.14, without passthrough" >&2
 fi
 [ -c /dev/fuse ] || { echo "vdrive: /dev/fuse is missing: this kernel has no FUSE" >&2; exit 1; }

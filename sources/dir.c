@@ -62,6 +62,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -1381,41 +1382,52 @@ static void dir_destroy(void *data)
 	free(s);
 }
 
+/* Every callback; the two tables below differ in flags only. */
+#define DIR_OPS_MEMBERS                                                        \
+	.destroy = dir_destroy, .lookup = dir_lookup, .forget = dir_forget,    \
+	.getattr = dir_getattr, .setattr = dir_setattr,                        \
+	.readlink = dir_readlink, .mknod = dir_mknod, .mkdir = dir_mkdir,      \
+	.unlink = dir_unlink, .rmdir = dir_rmdir, .symlink = dir_symlink,      \
+	.rename = dir_rename, .link = dir_link, .open = dir_open,              \
+	.read = dir_read, .write = dir_write, .release = dir_release,          \
+	.fsync = dir_fsync, .opendir = dir_opendir, .readdir = dir_readdir,    \
+	.releasedir = dir_releasedir, .fsyncdir = dir_fsyncdir,                \
+	.statfs = dir_statfs, .setxattr = dir_setxattr,                        \
+	.getxattr = dir_getxattr, .listxattr = dir_listxattr,                  \
+	.removexattr = dir_removexattr, .create = dir_create,                  \
+	.fallocate = dir_fallocate, .copy_file_range = dir_copy_file_range,    \
+	.lseek = dir_lseek, .tmpfile = dir_tmpfile,
+
 static const struct vd_ops dir_ops = {
-	.flags = VD_OPS_THREAD_SAFE,
-	.destroy = dir_destroy,
-	.lookup = dir_lookup,
-	.forget = dir_forget,
-	.getattr = dir_getattr,
-	.setattr = dir_setattr,
-	.readlink = dir_readlink,
-	.mknod = dir_mknod,
-	.mkdir = dir_mkdir,
-	.unlink = dir_unlink,
-	.rmdir = dir_rmdir,
-	.symlink = dir_symlink,
-	.rename = dir_rename,
-	.link = dir_link,
-	.open = dir_open,
-	.read = dir_read,
-	.write = dir_write,
-	.release = dir_release,
-	.fsync = dir_fsync,
-	.opendir = dir_opendir,
-	.readdir = dir_readdir,
-	.releasedir = dir_releasedir,
-	.fsyncdir = dir_fsyncdir,
-	.statfs = dir_statfs,
-	.setxattr = dir_setxattr,
-	.getxattr = dir_getxattr,
-	.listxattr = dir_listxattr,
-	.removexattr = dir_removexattr,
-	.create = dir_create,
-	.fallocate = dir_fallocate,
-	.copy_file_range = dir_copy_file_range,
-	.lseek = dir_lseek,
-	.tmpfile = dir_tmpfile,
+	DIR_OPS_MEMBERS.flags = VD_OPS_THREAD_SAFE | VD_OPS_QUICK,
 };
+
+/* The same, for a folder on a network or FUSE file system: a call there
+ * can wait on a server, so not VD_OPS_QUICK. */
+static const struct vd_ops dir_ops_remote = {
+	DIR_OPS_MEMBERS.flags = VD_OPS_THREAD_SAFE,
+};
+
+/* Whether the folder's file system may answer slowly (network, FUSE). */
+static bool remote_fs(int fd)
+{
+	static const unsigned long remote[] = {
+		0x6969 /* NFS */,      0xFF534D42 /* CIFS */,
+		0xFE534D42 /* SMB2 */, 0x517B /* SMB */,
+		0x65735546 /* FUSE */, 0x01021997 /* 9P */,
+		0x00C36400 /* Ceph */, 0x5346414F /* AFS */,
+		0x47504653 /* GPFS */, 0x0BD00BD0 /* Lustre */,
+		0x73757245 /* Coda */, 0x564C /* NCP */,
+	};
+	struct statfs sf;
+
+	if (fstatfs(fd, &sf) != 0)
+		return true;
+	for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++)
+		if ((unsigned long)sf.f_type == remote[i])
+			return true;
+	return false;
+}
 
 /*
  * Whether files can be reopened from handles here: the file system makes
@@ -1523,7 +1535,7 @@ static int dir_src_open(const char *arg, const struct vd_ops **ops, void **data,
 	if (r)
 		goto fail;
 	raise_fd_limit();
-	*ops = &dir_ops;
+	*ops = remote_fs(s->root.fd) ? &dir_ops_remote : &dir_ops;
 	*data = s;
 	return 0;
 fail:
