@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/xattr.h>
 #include <time.h>
 
@@ -104,17 +105,28 @@ static void set_backing(fuse_req_t req, struct vd_drive *d, struct vd_entry *e,
 	pthread_mutex_unlock(&d->nodes.lock);
 }
 
-/* The kernel forgot the inode that held backing id (0: none): drop it. */
-static void put_backing(fuse_req_t req, int id)
+/* FUSE_DEV_IOC_BACKING_CLOSE, which Debian 12's kernel headers lack. */
+#define VD_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
+
+/*
+ * The kernel forgot the inode that held backing id (0: none), or never
+ * got the reply that named it: drop it. Through the session's descriptor,
+ * not a request, since an undone reply has no request left.
+ */
+static void put_backing(struct vd_drive *d, int id)
 {
-	if (id > 0)
-		fuse_passthrough_close(req, id);
+	uint32_t u = (uint32_t)id;
+
+	if (id > 0 &&
+	    ioctl(fuse_session_fd(d->se), VD_IOC_BACKING_CLOSE, &u) < 0)
+		vd_log(d, "cannot close backing id %d: %s", id,
+		       strerror(errno));
 }
 
 #define entry_backing(e) ((e)->backing_id)
 #else
 #define set_backing(req, d, e, fi, vf) ((void)(vf))
-#define put_backing(req, id) ((void)(req), (void)(id))
+#define put_backing(d, id) ((void)(d), (void)(id))
 #define entry_backing(e) 0
 #endif
 
@@ -251,8 +263,7 @@ static void vd_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 /* Drop n kernel references; the last one tells the source. req is NULL
  * when no request is left to close a backing id with: the id then stays
  * registered until the connection ends (only interrupted creates). */
-static void forget_one(fuse_req_t req, struct vd_drive *d, fuse_ino_t ino,
-		       uint64_t n)
+static void forget_one(struct vd_drive *d, fuse_ino_t ino, uint64_t n)
 {
 	struct vd_entry *e = vd_nodes_get(&d->nodes, ino);
 	vd_node_t node = e->node;
@@ -260,8 +271,7 @@ static void forget_one(fuse_req_t req, struct vd_drive *d, fuse_ino_t ino,
 
 	if (!vd_nodes_unref(&d->nodes, e, n))
 		return;
-	if (req)
-		put_backing(req, backing);
+	put_backing(d, backing);
 	if (d->ops.forget)
 		CALL(d, (d->ops.forget(d->data, node), 0));
 }
@@ -271,7 +281,7 @@ static void vd_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 	struct vd_drive *d = DRIVE(req);
 
 	pthread_rwlock_wrlock(&d->forget_lock);
-	forget_one(req, d, ino, nlookup);
+	forget_one(d, ino, nlookup);
 	pthread_rwlock_unlock(&d->forget_lock);
 	fuse_reply_none(req);
 }
@@ -283,7 +293,7 @@ static void vd_forget_multi(fuse_req_t req, size_t count,
 
 	pthread_rwlock_wrlock(&d->forget_lock);
 	for (size_t i = 0; i < count; i++)
-		forget_one(req, d, forgets[i].ino, forgets[i].nlookup);
+		forget_one(d, forgets[i].ino, forgets[i].nlookup);
 	pthread_rwlock_unlock(&d->forget_lock);
 	fuse_reply_none(req);
 }
@@ -294,7 +304,7 @@ static void undo_entry(struct vd_drive *d, fuse_ino_t ino)
 	if (!ino)
 		return;
 	pthread_rwlock_wrlock(&d->forget_lock);
-	forget_one(NULL, d, ino, 1);
+	forget_one(d, ino, 1);
 	pthread_rwlock_unlock(&d->forget_lock);
 }
 
@@ -882,7 +892,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (b.nrefs) {
 			pthread_rwlock_wrlock(&d->forget_lock);
 			for (size_t i = 0; i < b.nrefs; i++)
-				forget_one(NULL, d, b.refs[i], 1);
+				forget_one(d, b.refs[i], 1);
 			pthread_rwlock_unlock(&d->forget_lock);
 		}
 	}
