@@ -31,7 +31,7 @@
 #include "sources.h"
 
 #define SQ_FORMAT "vdrive-sqlite"
-#define SQ_VERSION 1
+#define SQ_VERSION 2	  /* 2: a real sqlar table (1 had a view) */
 #define SQ_CHUNK 131072	  /* bytes per chunk of a new database */
 #define SQ_COMMIT_MS 1000 /* commit a transaction at least this often */
 #define SQ_IDLE_MS 100	  /* or once the drive has been idle this long */
@@ -44,6 +44,9 @@
 #define SQ_NAME_MAX 255
 #define SQ_XATTR_MAX 65536
 #define SQ_OPEN_BUCKETS 256
+/* Regular files up to this size keep a copy of their content in the sqlar
+ * table (sqlite3 -A -x extracts them); larger ones only their attributes. */
+#define SQ_SQLAR_MAX (1 << 20)
 #define NS 1000000000LL
 
 /* The prepared statements, made once when the database is opened. */
@@ -77,6 +80,13 @@ enum {
 	S_LISTX,
 	S_ORPHANS,
 	S_FREELIST,
+	S_PATH,
+	S_PATHS,
+	S_NAMES,
+	S_SQLARPUT,
+	S_SQLARDEL,
+	S_SQLARMOVE,
+	S_SQLARTREE,
 	S_COUNT
 };
 
@@ -133,10 +143,38 @@ static const char *const sq_sql[S_COUNT] = {
 	[S_ORPHANS] = "SELECT ino FROM inodes WHERE nlink=0 AND ino<>1",
 	[S_FREELIST] = "SELECT freelist_count * page_size"
 		       " FROM pragma_freelist_count, pragma_page_size",
+	/* The archive path of name ?2 in folder ?1, walking up the folders'
+	 * own (single) names; no row if ?1 is no longer under the root. */
+	[S_PATH] = "WITH RECURSIVE up(ino,path) AS (SELECT ?1,?2 UNION ALL"
+		   " SELECT d.parent,d.name||'/'||up.path FROM up"
+		   " JOIN dentries d ON d.ino=up.ino WHERE up.ino<>1)"
+		   " SELECT path FROM up WHERE ino=1",
+	/* Every archive path of inode ?1 (one per hard link). */
+	[S_PATHS] = "WITH RECURSIVE up(ino,path) AS ("
+		    "SELECT parent,name FROM dentries WHERE ino=?1 UNION ALL"
+		    " SELECT d.parent,d.name||'/'||up.path FROM up"
+		    " JOIN dentries d ON d.ino=up.ino WHERE up.ino<>1)"
+		    " SELECT path FROM up WHERE ino=1",
+	[S_NAMES] = "SELECT parent,name FROM dentries WHERE ino=?1",
+	[S_SQLARPUT] = "INSERT OR REPLACE INTO sqlar(name,mode,mtime,sz,data)"
+		       " VALUES(?1,?2,?3,?4,?5)",
+	[S_SQLARDEL] = "DELETE FROM sqlar WHERE name=?1",
+	[S_SQLARMOVE] = "UPDATE OR REPLACE sqlar SET name=?2 WHERE name=?1",
+	/* Everything under folder ?1 moves under ?2 ('0' follows '/'). */
+	[S_SQLARTREE] = "UPDATE OR REPLACE sqlar"
+			" SET name=?2||substr(name,length(?1)+1)"
+			" WHERE name>?1||'/' AND name<?1||'0'",
 };
 
+/* The sqlar table (the SQLite Archive schema) and the index that finds
+ * an inode's names, for keeping it in step. */
+#define SQ_SQLAR_SCHEMA                                                        \
+	"CREATE TABLE sqlar(name TEXT PRIMARY KEY, mode INT, mtime INT,"       \
+	" sz INT, data BLOB);"                                                 \
+	"CREATE INDEX dentries_ino ON dentries(ino);"
+
 /*
- * The schema of a new database; %d is the chunk size. The sqlar view
+ * The schema of a new database; %d is the chunk size. The sqlar table
  * shows the tree as an SQLite Archive (see docs/sqlite-schema.md).
  */
 static const char sq_schema[] =
@@ -154,18 +192,29 @@ static const char sq_schema[] =
 	" data BLOB NOT NULL, UNIQUE(ino, idx));"
 	"CREATE TABLE xattrs(ino INTEGER NOT NULL, name TEXT NOT NULL,"
 	" value BLOB NOT NULL, PRIMARY KEY(ino, name)) WITHOUT ROWID;"
-	"INSERT INTO meta VALUES('format', '" SQ_FORMAT "'), ('version', 1),"
-	" ('chunk_size', %d);"
-	"CREATE VIEW sqlar(name, mode, mtime, sz, data) AS"
-	" WITH RECURSIVE paths(ino, path) AS ("
+	"INSERT INTO meta VALUES('format', '" SQ_FORMAT "'), ('version', 2),"
+	" ('chunk_size', %d);" SQ_SQLAR_SCHEMA;
+
+/*
+ * Fill the sqlar table from the tree in one statement, when a version 1
+ * database (which had a view instead) is upgraded. The same rows as
+ * sqlar_refresh() writes: content assembled from the chunks (holes and
+ * short chunks zero-filled) for regular files up to %d bytes; the other
+ * %d are the chunk size. mtime is in whole seconds, rounded down.
+ */
+static const char sq_sqlar_fill[] =
+	"WITH RECURSIVE paths(ino, path) AS ("
 	"  SELECT ino, name FROM dentries WHERE parent = 1"
 	"  UNION ALL"
 	"  SELECT d.ino, p.path || '/' || d.name"
 	"  FROM dentries d JOIN paths p ON d.parent = p.ino)"
-	" SELECT p.path, i.mode, i.mtime / 1000000000,"
+	" INSERT OR REPLACE INTO sqlar(name, mode, mtime, sz, data)"
+	" SELECT p.path, i.mode,"
+	"  (i.mtime - (i.mtime %% 1000000000 + 1000000000) %% 1000000000)"
+	"   / 1000000000,"
 	"  CASE i.mode & 61440 WHEN 32768 THEN i.size"
 	"   WHEN 40960 THEN length(i.target) ELSE 0 END,"
-	"  CASE i.mode & 61440 WHEN 32768 THEN ("
+	"  CASE WHEN i.mode & 61440 = 32768 AND i.size <= %d THEN ("
 	"   WITH RECURSIVE k(idx) AS (SELECT 0 UNION ALL"
 	"    SELECT idx + 1 FROM k WHERE (idx + 1) * %d < i.size)"
 	"   SELECT CAST(coalesce(group_concat(part, ''), x'') AS BLOB) FROM ("
@@ -174,7 +223,8 @@ static const char sq_schema[] =
 	"     AS part"
 	"    FROM k LEFT JOIN chunks c ON c.ino = i.ino AND c.idx = k.idx"
 	"    ORDER BY k.idx))"
-	"   WHEN 40960 THEN CAST(i.target AS BLOB) ELSE NULL END"
+	"   WHEN i.mode & 61440 = 40960 THEN CAST(i.target AS BLOB)"
+	"   ELSE NULL END"
 	" FROM paths p JOIN inodes i ON i.ino = p.ino"
 	" WHERE i.mode & 61440 IN (32768, 16384, 40960);";
 
@@ -240,6 +290,12 @@ struct sq {
 	int64_t room; /* bytes make_room may let through before it looks again
 		       */
 	struct sq_open *open[SQ_OPEN_BUCKETS];
+	/* Inodes whose sqlar rows are refreshed before the next commit
+	 * (kept in order of change; sorted and deduplicated then). */
+	uint64_t *dirty;
+	size_t ndirty, dirty_cap;
+	uint64_t dir_ino; /* during that refresh: the last folder's path */
+	char *dir_path;
 };
 
 /* Nanoseconds since 1970, now. */
@@ -290,6 +346,7 @@ static int sq_err(struct sq *s, int rc)
 		s->in_txn = false;
 		for (int i = 0; i < SQ_SLOTS; i++)
 			s->slot[i].ino = 0;
+		s->ndirty = 0; /* the sqlar rows were rolled back too */
 		fprintf(stderr,
 			"sqlite:%s: %s: SQLite rolled back the transaction; "
 			"changes since the last commit are lost\n",
@@ -378,13 +435,37 @@ static int get_attr(struct sq *s, uint64_t ino, struct sq_attr *a)
 	return rc == SQLITE_DONE ? -ENOENT : sq_err(s, rc);
 }
 
-/* Store a's attributes into its row. */
+/*
+ * Note that ino's sqlar rows must be refreshed before the next commit.
+ * Refreshing once per commit, not per change, keeps a file written 4 KiB
+ * at a time from rewriting its sqlar copy on every write.
+ */
+static int mark_dirty(struct sq *s, uint64_t ino)
+{
+	if (s->ndirty && s->dirty[s->ndirty - 1] == ino)
+		return 0;
+	if (s->ndirty == s->dirty_cap) {
+		size_t cap = s->dirty_cap * 2 + 64;
+		uint64_t *p = realloc(s->dirty, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		s->dirty = p;
+		s->dirty_cap = cap;
+	}
+	s->dirty[s->ndirty++] = ino;
+	return 0;
+}
+
+/* Store a's attributes into its row (its sqlar rows follow at commit). */
 static int put_attr(struct sq *s, const struct sq_attr *a)
 {
 	sqlite3_stmt *q = q_ino(s, S_PUT, a->ino);
+	int r;
 
 	attr_bind(q, a);
-	return run(s, q);
+	r = run(s, q);
+	return r ? r : mark_dirty(s, a->ino);
 }
 
 /* Find name in folder parent: its inode and the dentry's row id. */
@@ -439,16 +520,23 @@ static void attr_stat(const struct sq *s, const struct sq_attr *a,
 }
 
 static int slots_flush(struct sq *s, uint64_t ino);
+static int sqlar_flush(struct sq *s);
 
 /* Commit the open transaction, if any, storing the chunks held in
- * memory first. Called with s->lock held. */
+ * memory and refreshing the sqlar rows of changed inodes first, so a
+ * commit never leaves the sqlar table behind. Called with s->lock held. */
 static int sq_commit(struct sq *s)
 {
-	int rc, flushed;
+	int rc, flushed, r;
 
 	if (!s->in_txn)
 		return 0;
 	flushed = slots_flush(s, 0);
+	r = sqlar_flush(s);
+	if (!flushed)
+		flushed = r;
+	if (!s->in_txn)
+		return flushed; /* an error rolled everything back */
 	sqlite3_blob_close(s->blob);
 	s->blob = NULL;
 	rc = sqlite3_step(s->stmt[S_COMMIT]);
@@ -1091,7 +1179,8 @@ static int make_node(const struct vd_ctx *ctx, uint64_t parent,
 	if (r)
 		goto out;
 	a->ino = sqlite3_last_insert_rowid(s->db);
-	if (access)
+	r = mark_dirty(s, a->ino);
+	if (!r && access)
 		r = put_xattr(s, a->ino, VD_ACL_ACCESS, access, access_len);
 	if (!r && dflt && S_ISDIR(mode))
 		r = put_xattr(s, a->ino, VD_ACL_DEFAULT, dflt, dflt_len);
@@ -1334,6 +1423,62 @@ static int sq_symlink(const struct vd_ctx *ctx, const char *target,
 }
 
 /*
+ * The sqlar path of name in folder parent ("a/b/name"), malloc'd into
+ * *path; -ENOENT if the folder is no longer reachable from the root.
+ */
+static int dentry_path(struct sq *s, uint64_t parent, const char *name,
+		       char **path)
+{
+	sqlite3_stmt *q = q_ino(s, S_PATH, parent);
+	int rc;
+
+	*path = NULL;
+	sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		*path = strdup((const char *)sqlite3_column_text(q, 0));
+	sqlite3_reset(q);
+	if (rc == SQLITE_ROW)
+		return *path ? 0 : -ENOMEM;
+	return rc == SQLITE_DONE ? -ENOENT : sq_err(s, rc);
+}
+
+/* Run one of the sqlar statements on paths from and (unless NULL) to. */
+static int sqlar_run(struct sq *s, int id, const char *from, const char *to)
+{
+	sqlite3_stmt *q = s->stmt[id];
+
+	sqlite3_bind_text(q, 1, from, -1, SQLITE_STATIC);
+	if (to)
+		sqlite3_bind_text(q, 2, to, -1, SQLITE_STATIC);
+	return run(s, q);
+}
+
+/* The sqlar row of name in folder parent goes with the name. */
+static int sqlar_drop(struct sq *s, uint64_t parent, const char *name)
+{
+	char *path;
+	int r = dentry_path(s, parent, name, &path);
+
+	if (r)
+		return r == -ENOENT ? 0 : r;
+	r = sqlar_run(s, S_SQLARDEL, path, NULL);
+	free(path);
+	return r;
+}
+
+/* Rename sqlar row from to to, and for a folder everything under it
+ * (the rows of every file below move in one statement). */
+static int sqlar_move(struct sq *s, const char *from, const char *to, bool tree)
+{
+	int r = sqlar_run(s, S_SQLARMOVE, from, to);
+
+	if (!r && tree)
+		r = sqlar_run(s, S_SQLARTREE, from, to);
+	return r;
+}
+
+/*
  * Take name away from node a (found at dentry rowid in folder pa).
  * A folder loses its last link and its parent's ".." link; the inode
  * itself is deleted later, when nothing uses it (reap).
@@ -1387,7 +1532,9 @@ static int do_remove(struct sq *s, vd_node_t parent, const char *name, bool dir)
 		if (r)
 			return r > 0 ? -ENOTEMPTY : r;
 	}
-	r = drop_name(s, &pa, &a, rowid, now);
+	r = sqlar_drop(s, parent, name);
+	if (!r)
+		r = drop_name(s, &pa, &a, rowid, now);
 	if (r)
 		return r;
 	pa.mtime = pa.ctime = now;
@@ -1447,6 +1594,50 @@ static int exchange(struct sq *s, struct sq_attr *pa, struct sq_attr *npa,
 }
 
 /*
+ * The sqlar side of a rename: the source's rows (a folder's whole tree)
+ * take the new path; a replaced name's row goes, or with exchange the
+ * two swap (through a path no name can have: it starts with '/').
+ * Called before or after the dentries change: parents' paths are the
+ * same either way.
+ */
+static int sqlar_rename(struct sq *s, uint64_t parent, const char *name,
+			uint64_t newparent, const char *newname, bool dir,
+			bool exists, bool exchange, bool dstdir)
+{
+	char *from = NULL, *to = NULL, *tmp = NULL;
+	int r = dentry_path(s, parent, name, &from);
+
+	if (!r)
+		r = dentry_path(s, newparent, newname, &to);
+	if (r) {
+		r = r == -ENOENT ? 0 : r;
+		goto out;
+	}
+	if (exchange) {
+		if (asprintf(&tmp, "/%s", from) < 0) {
+			tmp = NULL;
+			r = -ENOMEM;
+			goto out;
+		}
+		r = sqlar_move(s, from, tmp, dir);
+		if (!r)
+			r = sqlar_move(s, to, from, dstdir);
+		if (!r)
+			r = sqlar_move(s, tmp, to, dir);
+		goto out;
+	}
+	if (exists)
+		r = sqlar_run(s, S_SQLARDEL, to, NULL);
+	if (!r)
+		r = sqlar_move(s, from, to, dir);
+out:
+	free(from);
+	free(to);
+	free(tmp);
+	return r;
+}
+
+/*
  * rename with rename(2)'s rules, plus RENAME_NOREPLACE and
  * RENAME_EXCHANGE. A replaced name's inode loses a link and is deleted
  * later, when nothing uses it (reap).
@@ -1497,6 +1688,10 @@ static int do_rename(struct sq *s, vd_node_t parent, const char *name,
 	}
 	if (flags & RENAME_EXCHANGE) {
 		r = exchange(s, pa, npa, &sa, srow, &da, drow, now);
+		if (!r)
+			r = sqlar_rename(s, parent, name, newparent, newname,
+					 S_ISDIR(sa.mode), exists, true,
+					 S_ISDIR(da.mode));
 	} else {
 		if (exists && S_ISDIR(sa.mode)) {
 			if (!S_ISDIR(da.mode))
@@ -1507,7 +1702,9 @@ static int do_rename(struct sq *s, vd_node_t parent, const char *name,
 		} else if (exists && S_ISDIR(da.mode)) {
 			return -EISDIR;
 		}
-		if (exists)
+		r = sqlar_rename(s, parent, name, newparent, newname,
+				 S_ISDIR(sa.mode), exists, false, false);
+		if (!r && exists)
 			r = drop_name(s, npa, &da, drow, now);
 		if (!r) {
 			sqlite3_stmt *q = q_ino(s, S_MOVE, srow);
@@ -1683,6 +1880,139 @@ static int read_content(struct sq *s, const struct sq_attr *a, char *buf,
 	return (int)size;
 }
 
+/*
+ * The sqlar path of folder ino ("" for the root), for the refresh before
+ * a commit: files of one folder come together (new inodes get adjacent
+ * numbers), so the last folder's path is kept. -ENOENT if the folder is
+ * no longer reachable from the root.
+ */
+static int folder_path(struct sq *s, uint64_t ino, const char **path)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (ino == VD_ROOT) {
+		*path = "";
+		return 0;
+	}
+	if (s->dir_path && s->dir_ino == ino) {
+		*path = s->dir_path;
+		return 0;
+	}
+	free(s->dir_path);
+	s->dir_path = NULL;
+	q = q_ino(s, S_PATHS, ino);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		s->dir_path = strdup((const char *)sqlite3_column_text(q, 0));
+	sqlite3_reset(q);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -ENOENT : sq_err(s, rc);
+	if (!s->dir_path)
+		return -ENOMEM;
+	s->dir_ino = ino;
+	*path = s->dir_path;
+	return 0;
+}
+
+/*
+ * Write the sqlar rows of inode ino, one per name, from its inode row:
+ * mode, mtime in whole seconds, size, and as data the content of a
+ * regular file up to SQ_SQLAR_MAX bytes (stored, not compressed:
+ * sz = length(data)), a symlink's target, or NULL (folders and larger
+ * files). Fifos, sockets and devices have no rows. The slots must have
+ * been stored.
+ */
+static int sqlar_refresh(struct sq *s, uint64_t ino)
+{
+	sqlite3_stmt *q, *put = s->stmt[S_SQLARPUT];
+	struct sq_attr a;
+	char *data = NULL;
+	bool has_data = false;
+	int rc = SQLITE_DONE, r;
+
+	if (ino == VD_ROOT)
+		return 0;
+	r = get_attr(s, ino, &a);
+	if (r)
+		return r == -ENOENT ? 0 : r;
+	if (a.nlink == 0 ||
+	    (!S_ISREG(a.mode) && !S_ISDIR(a.mode) && !S_ISLNK(a.mode)))
+		return 0;
+	if ((S_ISREG(a.mode) && a.size <= SQ_SQLAR_MAX) || S_ISLNK(a.mode)) {
+		data = malloc(a.size + 1);
+		if (!data)
+			return -ENOMEM;
+		if (S_ISREG(a.mode))
+			r = read_content(s, &a, data, a.size, 0);
+		else
+			r = do_readlink(s, ino, data, a.size + 1);
+		if (r < 0)
+			goto out;
+		has_data = true;
+	}
+	sqlite3_bind_int64(put, 2, a.mode);
+	sqlite3_bind_int64(put, 3, ns_ts(a.mtime).tv_sec);
+	sqlite3_bind_int64(put, 4, S_ISDIR(a.mode) ? 0 : a.size);
+	if (has_data)
+		sqlite3_bind_blob64(put, 5, data, a.size, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(put, 5);
+	r = 0;
+	q = q_ino(s, S_NAMES, ino);
+	while (!r && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(q, 1);
+		const char *dir = "";
+		char *path;
+
+		r = folder_path(s, sqlite3_column_int64(q, 0), &dir);
+		if (r) {
+			r = r == -ENOENT ? 0 : r;
+			continue;
+		}
+		path = *dir ? sqlite3_mprintf("%s/%s", dir, name)
+			    : sqlite3_mprintf("%s", name);
+		if (!path) {
+			r = -ENOMEM;
+			break;
+		}
+		sqlite3_bind_text(put, 1, path, -1, sqlite3_free);
+		r = run(s, put);
+	}
+	sqlite3_reset(q);
+	if (!r && rc != SQLITE_DONE)
+		r = sq_err(s, rc);
+out:
+	sqlite3_bind_null(put, 5); /* data is freed */
+	free(data);
+	return r;
+}
+
+/* qsort() order of inode numbers. */
+static int cmp_ino(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+/* Refresh the sqlar rows of every inode changed since the last commit. */
+static int sqlar_flush(struct sq *s)
+{
+	int r = 0;
+
+	if (s->ndirty)
+		qsort(s->dirty, s->ndirty, sizeof(*s->dirty), cmp_ino);
+	for (size_t i = 0; !r && i < s->ndirty; i++) {
+		if (i == 0 || s->dirty[i] != s->dirty[i - 1])
+			r = sqlar_refresh(s, s->dirty[i]);
+	}
+	s->ndirty = 0;
+	free(s->dir_path); /* paths change once requests run again */
+	s->dir_path = NULL;
+	return r;
+}
+
 /* read: store the file's slots first, then read its chunks. */
 static int do_read(struct sq *s, vd_node_t node, char *buf, size_t size,
 		   off_t off)
@@ -1769,6 +2099,7 @@ static int do_write(struct sq *s, vd_node_t node, const char *buf, size_t size,
 		    off_t off, bool kill_priv)
 {
 	struct sq_attr a;
+	size_t twice = 0;
 	int r;
 
 	if (off < 0 || (int64_t)size > INT64_MAX - off)
@@ -1778,7 +2109,11 @@ static int do_write(struct sq *s, vd_node_t node, const char *buf, size_t size,
 		return r;
 	if (size == 0)
 		return 0;
-	r = make_room(s, size);
+	/* A small file's bytes are stored twice: chunks and sqlar. */
+	if (S_ISREG(a.mode) && a.size <= SQ_SQLAR_MAX &&
+	    off + (int64_t)size <= SQ_SQLAR_MAX)
+		twice = size;
+	r = make_room(s, size + twice);
 	if (r)
 		return r;
 	r = write_content(s, &a, buf, size, off);
@@ -1793,7 +2128,7 @@ static int do_write(struct sq *s, vd_node_t node, const char *buf, size_t size,
 	r = put_attr(s, &a);
 	if (r)
 		return r;
-	s->txn_bytes += size;
+	s->txn_bytes += size + twice;
 	return (int)size;
 }
 
@@ -1815,7 +2150,7 @@ static int64_t do_copy(struct sq *s, vd_node_t in, off_t off_in, vd_node_t out,
 		       off_t off_out, size_t len, int flags)
 {
 	struct sq_attr ain, aout, *src = &ain, *dst = in == out ? &ain : &aout;
-	int64_t done = 0, n;
+	int64_t done = 0, n, twice = 0;
 	char *buf;
 	int r;
 
@@ -1841,7 +2176,10 @@ static int64_t do_copy(struct sq *s, vd_node_t in, off_t off_in, vd_node_t out,
 	if (in == out && off_in < off_out + (off_t)len &&
 	    off_out < off_in + (off_t)len)
 		return -EINVAL; /* overlapping ranges of one file */
-	r = make_room(s, len);
+	/* A small file's bytes are stored twice: chunks and sqlar. */
+	if (dst->size <= SQ_SQLAR_MAX && off_out + (int64_t)len <= SQ_SQLAR_MAX)
+		twice = len;
+	r = make_room(s, len + twice);
 	if (r)
 		return r;
 	buf = malloc(s->cs);
@@ -1866,7 +2204,7 @@ static int64_t do_copy(struct sq *s, vd_node_t in, off_t off_in, vd_node_t out,
 	r = put_attr(s, dst);
 	if (r)
 		return r;
-	s->txn_bytes += done;
+	s->txn_bytes += done + twice;
 	return done;
 }
 
@@ -2378,6 +2716,8 @@ static void sq_free(struct sq *s)
 	pthread_cond_destroy(&s->wake);
 	pthread_mutex_destroy(&s->lock);
 	free(s->buf);
+	free(s->dirty);
+	free(s->dir_path);
 	free(s->path);
 	free(s->dir);
 	free(s);
@@ -2516,8 +2856,7 @@ static int create_schema(struct sq *s, char *err, size_t errlen)
 	int r;
 
 	s->cs = SQ_CHUNK;
-	sql = sqlite3_mprintf(sq_schema, SQ_CHUNK, SQ_CHUNK, SQ_CHUNK,
-			      SQ_CHUNK);
+	sql = sqlite3_mprintf(sq_schema, SQ_CHUNK);
 	if (!sql)
 		return -ENOMEM;
 	r = exec_sql(s, "PRAGMA page_size=65536; BEGIN", err, errlen);
@@ -2535,6 +2874,35 @@ static int create_schema(struct sq *s, char *err, size_t errlen)
 		return -ENOMEM;
 	r = exec_sql(s, sql, err, errlen);
 	sqlite3_free(sql);
+	return r;
+}
+
+/*
+ * Upgrade a version 1 database in one transaction: its sqlar view, which
+ * the sqlite3 shell's -A refuses, becomes a table filled from the tree.
+ */
+static int upgrade_v1(struct sq *s, char *err, size_t errlen)
+{
+	char *fill = sqlite3_mprintf(sq_sqlar_fill, SQ_SQLAR_MAX, (int)s->cs,
+				     (int)s->cs, (int)s->cs);
+	int r;
+
+	if (!fill)
+		return -ENOMEM;
+	r = exec_sql(
+		s,
+		"BEGIN IMMEDIATE; DROP VIEW IF EXISTS sqlar;" SQ_SQLAR_SCHEMA,
+		err, errlen);
+	if (!r)
+		r = exec_sql(s, fill, err, errlen);
+	if (!r)
+		r = exec_sql(s,
+			     "UPDATE meta SET value=2 WHERE key='version';"
+			     " COMMIT",
+			     err, errlen);
+	if (r)
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_free(fill);
 	return r;
 }
 
@@ -2639,6 +3007,11 @@ static int open_db(struct sq *s, char *err, size_t errlen)
 		     err, errlen);
 	if (r)
 		return r;
+	if (query_int(s, "SELECT value FROM meta WHERE key='version'") < 2) {
+		r = upgrade_v1(s, err, errlen);
+		if (r)
+			return r;
+	}
 	sqlite3_wal_hook(s->db, wal_hook, s);
 	rc = sqlite3_open_v2(s->path, &s->ckpt_db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);

@@ -4,7 +4,9 @@
  * against an in-memory model), sparse files, truncation, fallocate,
  * SEEK_DATA/SEEK_HOLE, every rename rule, links, xattrs, ACL and setgid
  * inheritance, unlink while open, stable readdir offsets, persistence
- * across reopen, crash orphans, and refusing files that are not drives.
+ * across reopen, crash orphans, and refusing files that are not drives;
+ * the sqlar table kept in step with the tree through all of it, and the
+ * upgrade of a version 1 database (which had a view).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -64,6 +66,49 @@ static long long sql_int(const char *sql)
 	sqlite3_close(db);
 	return v;
 }
+
+/* Run SQL on the database through a second, writing connection. */
+static int sql_exec(const char *sql)
+{
+	sqlite3 *db;
+	int rc;
+
+	if (sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READWRITE, NULL))
+		return -1;
+	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc;
+}
+
+/*
+ * The rows in which the sqlar table and the tree differ (0: in step),
+ * with what sqlar should hold computed from the other tables in SQL:
+ * a row per name of every file, folder and symlink; content (holes
+ * zero-filled) for regular files up to 1 MiB, NULL for larger ones.
+ */
+#define SQLAR_DIFF                                                             \
+	"WITH RECURSIVE paths(ino, path) AS ("                                 \
+	" SELECT ino, name FROM dentries WHERE parent = 1 UNION ALL"           \
+	" SELECT d.ino, p.path || '/' || d.name FROM dentries d"               \
+	" JOIN paths p ON d.parent = p.ino),"                                  \
+	" want(name, mode, mtime, sz, data) AS ("                              \
+	" SELECT p.path, i.mode, CAST(floor(i.mtime / 1e9) AS INT),"           \
+	" CASE i.mode & 61440 WHEN 32768 THEN i.size"                          \
+	"  WHEN 40960 THEN length(i.target) ELSE 0 END,"                       \
+	" CASE WHEN i.mode & 61440 = 32768 AND i.size <= 1048576 THEN ("       \
+	"  WITH RECURSIVE k(idx) AS (SELECT 0 UNION ALL SELECT idx + 1"        \
+	"   FROM k WHERE (idx + 1) * 131072 < i.size)"                         \
+	"  SELECT CAST(coalesce(group_concat(part, ''), x'') AS BLOB) FROM ("  \
+	"   SELECT CAST(coalesce(c.data, x'') || zeroblob(min(131072,"         \
+	"    i.size - k.idx * 131072) - coalesce(length(c.data), 0))"          \
+	"    AS BLOB) AS part FROM k LEFT JOIN chunks c"                       \
+	"    ON c.ino = i.ino AND c.idx = k.idx ORDER BY k.idx))"              \
+	"  WHEN i.mode & 61440 = 40960 THEN CAST(i.target AS BLOB) END"        \
+	" FROM paths p JOIN inodes i ON i.ino = p.ino"                         \
+	" WHERE i.mode & 61440 IN (32768, 16384, 40960))"                      \
+	" SELECT (SELECT count(*) FROM (SELECT * FROM want EXCEPT"             \
+	"  SELECT * FROM sqlar)) + (SELECT count(*) FROM (SELECT * FROM sqlar" \
+	"  EXCEPT SELECT * FROM want))"
 
 /* Does PRAGMA integrity_check answer "ok"? */
 static int integrity_ok(void)
@@ -648,6 +693,78 @@ static void test_setattr(void)
 	   "truncating a folder: EISDIR");
 }
 
+/* A committed sqlar row count: rows named name matching cond. */
+static long long ar_rows(const char *name, const char *cond)
+{
+	char sql[512];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM sqlar WHERE name='%s' AND (%s)", name,
+		 cond);
+	return sql_int(sql);
+}
+
+/* Commit, so that a second connection sees the sqlar table. */
+static int commit(void)
+{
+	return ops->fsync(&ctx, VD_ROOT, 0, NULL);
+}
+
+static void test_sqlar(void)
+{
+	static unsigned char buf[CS];
+	vd_node_t ar = mkdirn(VD_ROOT, "ar"), sub = mkdirn(ar, "sub");
+	vd_node_t f = mkfile(sub, "f", 0640), big = mkfile(ar, "big", 0644);
+	vd_node_t ln = 0;
+	struct stat st;
+
+	pattern(buf, sizeof(buf), 7);
+	wr(f, buf, 1000, 0);
+	wr(big, buf, CS, 2 << 20);
+	ops->symlink(&ctx, "sub/f", ar, "ln", &ln, &st);
+	ops->link(&ctx, f, ar, "f2", &st);
+	ok(commit() == 0 &&
+		   sql_int("SELECT count(*) FROM sqlar WHERE name='ar' OR"
+			   " name LIKE 'ar/%'") == 6,
+	   "sqlar: a row per folder, file, symlink and hard link");
+	ok(ar_rows("ar/sub/f", "mode=33184 AND sz=1000 AND "
+			       "length(data)=1000") == 1 &&
+		   ar_rows("ar/f2", "sz=1000 AND length(data)=1000") == 1,
+	   "sqlar: a small file and its hard link carry mode, size, data");
+	ok(ar_rows("ar/big", "sz=2228224 AND data IS NULL") == 1,
+	   "sqlar: a file over 1 MiB has its size and NULL data");
+	ok(ar_rows("ar/ln", "data=CAST('sub/f' AS BLOB) AND sz=5") == 1 &&
+		   ar_rows("ar/sub", "data IS NULL AND sz=0 AND mode=16877") ==
+			   1,
+	   "sqlar: symlink target and folder rows");
+	ok(ops->rename(&ctx, VD_ROOT, "ar", VD_ROOT, "ar2", 0) == 0 &&
+		   commit() == 0 &&
+		   sql_int("SELECT count(*) FROM sqlar WHERE name LIKE "
+			   "'ar/%'") == 0 &&
+		   ar_rows("ar2/sub/f", "length(data)=1000") == 1,
+	   "sqlar: renaming a folder moves the rows under it");
+	ok(truncate_(f, 10) == 0 && commit() == 0 &&
+		   ar_rows("ar2/sub/f", "sz=10 AND length(data)=10") == 1 &&
+		   ar_rows("ar2/f2", "sz=10 AND length(data)=10") == 1,
+	   "sqlar: truncate reaches every name");
+	ok(ops->rename(&ctx, ar, "sub", ar, "big", RENAME_EXCHANGE) == 0 &&
+		   commit() == 0 && ar_rows("ar2/big/f", "sz=10") == 1 &&
+		   ar_rows("ar2/sub", "sz=2228224") == 1 &&
+		   ar_rows("ar2/big", "mode=16877") == 1,
+	   "sqlar: RENAME_EXCHANGE of a folder and a file");
+	ok(ops->unlink(&ctx, ar, "f2") == 0 && commit() == 0 &&
+		   ar_rows("ar2/f2", "1") == 0 &&
+		   ar_rows("ar2/big/f", "1") == 1,
+	   "sqlar: unlink drops that name's row only");
+	wr(f, buf, 100, 1 << 20);
+	ok(commit() == 0 && ar_rows("ar2/big/f", "data IS NULL") == 1,
+	   "sqlar: a file grown past 1 MiB loses its data copy");
+	ok(truncate_(f, 5) == 0 && commit() == 0 &&
+		   ar_rows("ar2/big/f", "length(data)=5") == 1,
+	   "sqlar: and gets it back when cut down");
+	ok(sql_int(SQLAR_DIFF) == 0, "sqlar matches the tree");
+}
+
 static int file_same(const char *path, const char *want, size_t len)
 {
 	char buf[256];
@@ -732,6 +849,7 @@ int main(void)
 	test_fallocate();
 	test_setattr();
 	test_copy();
+	test_sqlar();
 
 	ok(ops->fsync(&ctx, VD_ROOT, 0, NULL) == 0 &&
 		   sql_int("SELECT count(*) FROM dentries WHERE "
@@ -740,7 +858,9 @@ int main(void)
 	ok(sql_int("SELECT count(*) FROM sqlar WHERE name='d/f'") == 1 &&
 		   sql_int("SELECT sz = length(data) FROM sqlar"
 			   " WHERE name='d/f'") == 1,
-	   "the sqlar view lists files with their data");
+	   "the sqlar table lists files with their data");
+	ok(sql_int(SQLAR_DIFF) == 0,
+	   "after every test above the sqlar table matches the tree");
 	/* A crash leaves an unlinked inode behind; reopening collects it. */
 	f = mkfile(VD_ROOT, "orphan", 0644);
 	wr(f, "x", 1, 0);
@@ -776,6 +896,21 @@ int main(void)
 	   "xattrs persist");
 	close_drive();
 	ok(integrity_ok(), "PRAGMA integrity_check says ok");
+	/* Make it a version 1 database again: the view, no table. */
+	ok(sql_exec("DROP TABLE sqlar; DROP INDEX dentries_ino;"
+		    " CREATE VIEW sqlar(name, mode, mtime, sz, data) AS"
+		    " SELECT name, 0, 0, 0, NULL FROM dentries;"
+		    " UPDATE meta SET value=1 WHERE key='version'") == 0,
+	   "turn the database into a version 1 one");
+	r = open_drive(dbpath, err, sizeof(err));
+	ok(r == 0 && commit() == 0, "open a version 1 database (%s)", err);
+	ok(sql_int("SELECT value FROM meta WHERE key='version'") == 2 &&
+		   sql_int("SELECT count(*) FROM sqlite_schema WHERE"
+			   " name='sqlar' AND type='table'") == 1 &&
+		   sql_int(SQLAR_DIFF) == 0,
+	   "it is upgraded: version 2, a sqlar table filled from the tree");
+	if (!r)
+		close_drive();
 	test_bad_files(tap_dir);
 	return tap_done();
 }
