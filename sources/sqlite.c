@@ -2091,6 +2091,24 @@ static int write_content(struct sq *s, struct sq_attr *a, const char *buf,
 }
 
 /*
+ * The bytes the sqlar copy of file a adds to the transaction when bytes
+ * are written up to end: a small file's whole copy is rewritten at the
+ * commit, so its full size counts, once per run of writes to it (it is
+ * then the last inode marked dirty); later writes in the run count what
+ * they add. make_room() and the commit size see them, so the refresh
+ * before a commit does not run out of disk inside SQLite.
+ */
+static int64_t sqlar_bytes(struct sq *s, const struct sq_attr *a, int64_t end,
+			   int64_t bytes)
+{
+	if (!S_ISREG(a->mode) || a->size > SQ_SQLAR_MAX || end > SQ_SQLAR_MAX)
+		return 0;
+	if (s->ndirty && s->dirty[s->ndirty - 1] == a->ino)
+		return bytes;
+	return end > a->size ? end : a->size;
+}
+
+/*
  * write. kill_priv: the writer may not keep set-id bits (not root); the
  * kernel clears them itself except on direct_io writes, so do it here as
  * ext4 would: set-user-ID always, set-group-ID when group-executable.
@@ -2099,7 +2117,7 @@ static int do_write(struct sq *s, vd_node_t node, const char *buf, size_t size,
 		    off_t off, bool kill_priv)
 {
 	struct sq_attr a;
-	size_t twice = 0;
+	int64_t twice;
 	int r;
 
 	if (off < 0 || (int64_t)size > INT64_MAX - off)
@@ -2109,10 +2127,7 @@ static int do_write(struct sq *s, vd_node_t node, const char *buf, size_t size,
 		return r;
 	if (size == 0)
 		return 0;
-	/* A small file's bytes are stored twice: chunks and sqlar. */
-	if (S_ISREG(a.mode) && a.size <= SQ_SQLAR_MAX &&
-	    off + (int64_t)size <= SQ_SQLAR_MAX)
-		twice = size;
+	twice = sqlar_bytes(s, &a, off + size, size);
 	r = make_room(s, size + twice);
 	if (r)
 		return r;
@@ -2150,7 +2165,7 @@ static int64_t do_copy(struct sq *s, vd_node_t in, off_t off_in, vd_node_t out,
 		       off_t off_out, size_t len, int flags)
 {
 	struct sq_attr ain, aout, *src = &ain, *dst = in == out ? &ain : &aout;
-	int64_t done = 0, n, twice = 0;
+	int64_t done = 0, n, twice;
 	char *buf;
 	int r;
 
@@ -2176,9 +2191,7 @@ static int64_t do_copy(struct sq *s, vd_node_t in, off_t off_in, vd_node_t out,
 	if (in == out && off_in < off_out + (off_t)len &&
 	    off_out < off_in + (off_t)len)
 		return -EINVAL; /* overlapping ranges of one file */
-	/* A small file's bytes are stored twice: chunks and sqlar. */
-	if (dst->size <= SQ_SQLAR_MAX && off_out + (int64_t)len <= SQ_SQLAR_MAX)
-		twice = len;
+	twice = sqlar_bytes(s, dst, off_out + len, len);
 	r = make_room(s, len + twice);
 	if (r)
 		return r;
