@@ -209,6 +209,19 @@ ok $? "sqlite3 -A -x of a file over 1 MiB: an error, no file ($(cat "$VD_TMP/x2.
 (cd "$X2" && sqlite3 "$DB" ".archive -x t/grown" 2>/dev/null)
 [ $? != 0 ]
 ok $? "and through .archive the exit status says so"
+# The shell reads sz as a 32-bit int: what docs/sqlite-schema.md says of
+# files of 2 GiB and more, on sparse ones (no chunks stored).
+truncate -s 3G "$M/t/g3" && truncate -s 4G "$M/t/g4" && sync "$M" &&
+	[ "$(sqlite3 "$DB" "SELECT group_concat(sz, ' ') FROM sqlar WHERE name IN ('t/g3', 't/g4')")" = "3221225472 4294967296" ] &&
+	sqlite3 "$DB" -A -tv t/g3 t/g4 | awk '{ print $2 }' | tr '\n' ' ' | grep -qx -- "-1073741824 0 "
+ok $? "files of 3 and 4 GiB: sqlar has their sizes, -A -tv shows them wrapped to 32 bits"
+(cd "$X2" && sqlite3 "$DB" -A -x t/g3 2>"$VD_TMP/x3.err")
+grep -q "error in uncompress" "$VD_TMP/x3.err" && [ ! -e "$X2/t/g3" ]
+ok $? "-A -x of the 3 GiB file: an error, no file"
+(cd "$X2" && sqlite3 "$DB" -A -x t/g4 2>"$VD_TMP/x4.err")
+[ ! -s "$VD_TMP/x4.err" ] && [ -f "$X2/t/g4" ] && [ ! -s "$X2/t/g4" ]
+ok $? "-A -x of the 4 GiB file: an empty file, no error (the documented exception)"
+rm "$M/t/g3" "$M/t/g4"
 mkdir -p "$VD_TMP/mnt2"
 out=$("$VDRIVE" mount "sqlite:$DB" "$VD_TMP/mnt2" 2>&1)
 [ $? != 0 ] && grep -q "in use" <<<"$out" && ! vd_mounted "$VD_TMP/mnt2"
