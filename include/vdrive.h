@@ -96,8 +96,9 @@ struct vd_file {
 	 * out (open/create): a descriptor of a real file holding the same
 	 * bytes, for kernel FUSE passthrough. When the library and kernel
 	 * support it, reads and writes of this open go straight to that file
-	 * and never reach the source. -1 (the default) for none. The library
-	 * does not take ownership: keep it open until release().
+	 * and never reach the source. -1 (the default) for none. Only read
+	 * when ops->flags has VD_OPS_BACKING. The library does not take
+	 * ownership: keep it open until release().
 	 */
 	int backing_fd;
 	uint64_t lock_owner;
@@ -139,6 +140,10 @@ typedef int (*vd_fill_fn)(void *buf, const char *name, vd_node_t node,
  * transport, one thread per CPU, where a slow callback would hold up
  * every caller on its CPU (option io_uring, default "auto"). */
 #define VD_OPS_QUICK (1u << 2)
+/* Opens may hand back vd_file.backing_fd (kernel FUSE passthrough). A
+ * drive without it lets the kernel skip a getxattr(security.capability)
+ * per write (HANDLE_KILLPRIV_V2): passthrough writes bypass that check. */
+#define VD_OPS_BACKING (1u << 3)
 
 /*
  * The callback table.

@@ -39,6 +39,23 @@
 		}                                                              \
 	} while (0)
 
+/*
+ * HANDLE_KILLPRIV_V2 (libfuse >= 3.17): the kernel then marks the drive
+ * SB_NOSEC, so a write stops asking getxattr(security.capability) once it
+ * knows the file has no privileges (a round trip per write(2) before),
+ * and flags the writes, truncates, chowns and O_TRUNC opens that must
+ * clear set-id bits instead.
+ */
+#if FUSE_MAJOR_VERSION * 100 + FUSE_MINOR_VERSION >= 317
+#define VD_KILLPRIV_V2 1
+#define KILL(fi) ((fi) && (fi)->kill_suidgid)
+#define SETATTR_KILL                                                           \
+	FUSE_SET_ATTR_KILL_SUID /* the kernel's FATTR_KILL_SUIDGID */
+#else
+#define KILL(fi) 0
+#define SETATTR_KILL 0
+#endif
+
 static void mkctx(struct vd_ctx *c, fuse_req_t req)
 {
 	const struct fuse_ctx *fc = fuse_req_ctx(req);
@@ -210,9 +227,22 @@ static void vd_init(void *userdata, struct fuse_conn_info *conn)
 #endif
 #ifdef FUSE_CAP_PASSTHROUGH
 	if (d->passthrough && !d->writeback_cache &&
+	    (d->ops.flags & VD_OPS_BACKING) &&
 	    (conn->capable & FUSE_CAP_PASSTHROUGH)) {
 		conn->want |= FUSE_CAP_PASSTHROUGH;
 		d->passthrough_ok = true;
+	}
+#endif
+	/* Not with passthrough (its writes reach neither the server nor the
+	 * kernel's FUSE privilege check, only the backing file as the server)
+	 * nor with writeback_cache (cached writes reach the server unflagged;
+	 * the nsfuzz runs caught a set-group-ID bit kept). */
+#ifdef VD_KILLPRIV_V2
+	if (d->ops.getattr && d->ops.setattr && !d->passthrough_ok &&
+	    !d->writeback_cache &&
+	    (conn->capable & FUSE_CAP_HANDLE_KILLPRIV_V2)) {
+		conn->want |= FUSE_CAP_HANDLE_KILLPRIV_V2;
+		d->killpriv_v2 = true;
 	}
 #endif
 	conn->max_write = d->max_io;
@@ -334,6 +364,30 @@ static void vd_getattr(fuse_req_t req, fuse_ino_t ino,
 		reply_attr(req, d, node, &st);
 }
 
+/*
+ * A write by anyone but root clears set-user-ID, and set-group-ID on a
+ * group-executable file; so do truncate and chown. The kernel does it for
+ * cached writes unless HANDLE_KILLPRIV_V2 was agreed (then it flags the
+ * request, KILL()); direct_io writes it leaves to the server. The library
+ * does it for every source. Returns true if the mode changed.
+ */
+static bool kill_suid(struct vd_drive *d, struct vd_ctx *c, vd_node_t node)
+{
+	struct stat st;
+
+	memset(&st, 0, sizeof(st));
+	if (!d->ops.getattr || !d->ops.setattr ||
+	    CALL(d, d->ops.getattr(c, node, NULL, &st)) != 0)
+		return false;
+	if (S_ISDIR(st.st_mode) ||
+	    (!(st.st_mode & S_ISUID) &&
+	     (st.st_mode & (S_ISGID | S_IXGRP)) != (S_ISGID | S_IXGRP)))
+		return false;
+	st.st_mode &=
+		~(mode_t)(S_ISUID | ((st.st_mode & S_IXGRP) ? S_ISGID : 0));
+	return CALL(d, d->ops.setattr(c, node, &st, VD_SET_MODE, NULL)) == 0;
+}
+
 static void vd_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		       int to_set, struct fuse_file_info *fi)
 {
@@ -376,6 +430,14 @@ static void vd_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	mkctx(&c, req);
 	from_fi(&vf, fi);
 	r = CALL(d, d->ops.setattr(&c, node, &st, set, fi ? &vf : NULL));
+	/* chown(f, -1, -1) clears set-id bits too, but reaches us as a bare
+	 * ctime update without the kernel's kill flag. */
+	if (r == 0 &&
+	    ((to_set & SETATTR_KILL) ||
+	     (SETATTR_KILL && d->killpriv_v2 &&
+	      (to_set & ~FUSE_SET_ATTR_CTIME) == 0)) &&
+	    kill_suid(d, &c, node))
+		CALL(d, d->ops.getattr(&c, node, NULL, &st));
 	if (r)
 		fuse_reply_err(req, -r);
 	else
@@ -575,6 +637,8 @@ static void vd_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -r);
 		return;
 	}
+	if (KILL(fi) && (fi->flags & O_TRUNC))
+		kill_suid(d, &c, NODE(d, ino));
 	to_fi(fi, &vf);
 	set_backing(req, d, vd_nodes_get(&d->nodes, ino), fi, &vf);
 	if (fuse_reply_open(req, fi) == -ENOENT) {
@@ -683,27 +747,6 @@ static void vd_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
-/*
- * A write by anyone but root clears set-user-ID, and set-group-ID on a
- * group-executable file. The kernel does it for cached writes; direct_io
- * writes it leaves to the server, so the library does it for every source.
- */
-static void kill_suid(struct vd_drive *d, struct vd_ctx *c, vd_node_t node)
-{
-	struct stat st;
-
-	memset(&st, 0, sizeof(st));
-	if (!d->ops.getattr || !d->ops.setattr ||
-	    CALL(d, d->ops.getattr(c, node, NULL, &st)) != 0)
-		return;
-	if (!(st.st_mode & S_ISUID) &&
-	    (st.st_mode & (S_ISGID | S_IXGRP)) != (S_ISGID | S_IXGRP))
-		return;
-	st.st_mode &=
-		~(mode_t)(S_ISUID | ((st.st_mode & S_IXGRP) ? S_ISGID : 0));
-	CALL(d, d->ops.setattr(c, node, &st, VD_SET_MODE, NULL));
-}
-
 static void vd_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		     size_t size, off_t off, struct fuse_file_info *fi)
 {
@@ -719,7 +762,8 @@ static void vd_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	mkctx(&c, req);
 	from_fi(&vf, fi);
 	r = CALL(d, d->ops.write(&c, NODE(d, ino), &vf, buf, size, off));
-	if (r > 0 && d->direct_io && c.uid != 0 && !fi->writepage)
+	if (r > 0 &&
+	    ((d->direct_io && c.uid != 0 && !fi->writepage) || KILL(fi)))
 		kill_suid(d, &c, NODE(d, ino));
 	if (r < 0)
 		fuse_reply_err(req, -r);

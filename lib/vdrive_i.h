@@ -68,6 +68,7 @@ struct vd_drive {
 	/* state */
 	bool mounted;
 	bool passthrough_ok;
+	bool killpriv_v2; /* HANDLE_KILLPRIV_V2 agreed with the kernel */
 	pthread_t thread;
 	bool thread_started;
 	pthread_mutex_t state_lock;

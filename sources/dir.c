@@ -1382,31 +1382,52 @@ static void dir_destroy(void *data)
 	free(s);
 }
 
-/* Every callback; the two tables below differ in flags only. */
-#define DIR_OPS_MEMBERS                                                        \
-	.destroy = dir_destroy, .lookup = dir_lookup, .forget = dir_forget,    \
-	.getattr = dir_getattr, .setattr = dir_setattr,                        \
-	.readlink = dir_readlink, .mknod = dir_mknod, .mkdir = dir_mkdir,      \
-	.unlink = dir_unlink, .rmdir = dir_rmdir, .symlink = dir_symlink,      \
-	.rename = dir_rename, .link = dir_link, .open = dir_open,              \
-	.read = dir_read, .write = dir_write, .release = dir_release,          \
-	.fsync = dir_fsync, .opendir = dir_opendir, .readdir = dir_readdir,    \
-	.releasedir = dir_releasedir, .fsyncdir = dir_fsyncdir,                \
-	.statfs = dir_statfs, .setxattr = dir_setxattr,                        \
-	.getxattr = dir_getxattr, .listxattr = dir_listxattr,                  \
-	.removexattr = dir_removexattr, .create = dir_create,                  \
-	.fallocate = dir_fallocate, .copy_file_range = dir_copy_file_range,    \
-	.lseek = dir_lseek, .tmpfile = dir_tmpfile,
-
 static const struct vd_ops dir_ops = {
-	DIR_OPS_MEMBERS.flags = VD_OPS_THREAD_SAFE | VD_OPS_QUICK,
+	.flags = VD_OPS_THREAD_SAFE | VD_OPS_QUICK | VD_OPS_BACKING,
+	.destroy = dir_destroy,
+	.lookup = dir_lookup,
+	.forget = dir_forget,
+	.getattr = dir_getattr,
+	.setattr = dir_setattr,
+	.readlink = dir_readlink,
+	.mknod = dir_mknod,
+	.mkdir = dir_mkdir,
+	.unlink = dir_unlink,
+	.rmdir = dir_rmdir,
+	.symlink = dir_symlink,
+	.rename = dir_rename,
+	.link = dir_link,
+	.open = dir_open,
+	.read = dir_read,
+	.write = dir_write,
+	.release = dir_release,
+	.fsync = dir_fsync,
+	.opendir = dir_opendir,
+	.readdir = dir_readdir,
+	.releasedir = dir_releasedir,
+	.fsyncdir = dir_fsyncdir,
+	.statfs = dir_statfs,
+	.setxattr = dir_setxattr,
+	.getxattr = dir_getxattr,
+	.listxattr = dir_listxattr,
+	.removexattr = dir_removexattr,
+	.create = dir_create,
+	.fallocate = dir_fallocate,
+	.copy_file_range = dir_copy_file_range,
+	.lseek = dir_lseek,
+	.tmpfile = dir_tmpfile,
 };
 
 /* The same, for a folder on a network or FUSE file system: a call there
- * can wait on a server, so not VD_OPS_QUICK. */
-static const struct vd_ops dir_ops_remote = {
-	DIR_OPS_MEMBERS.flags = VD_OPS_THREAD_SAFE,
-};
+ * can wait on a server, so not VD_OPS_QUICK. Filled once from dir_ops. */
+static struct vd_ops dir_ops_remote;
+static pthread_once_t dir_ops_remote_once = PTHREAD_ONCE_INIT;
+
+static void fill_dir_ops_remote(void)
+{
+	dir_ops_remote = dir_ops;
+	dir_ops_remote.flags &= ~VD_OPS_QUICK;
+}
 
 /* Whether the folder's file system may answer slowly (network, FUSE). */
 static bool remote_fs(int fd)
@@ -1535,7 +1556,11 @@ static int dir_src_open(const char *arg, const struct vd_ops **ops, void **data,
 	if (r)
 		goto fail;
 	raise_fd_limit();
-	*ops = remote_fs(s->root.fd) ? &dir_ops_remote : &dir_ops;
+	*ops = &dir_ops;
+	if (remote_fs(s->root.fd)) {
+		pthread_once(&dir_ops_remote_once, fill_dir_ops_remote);
+		*ops = &dir_ops_remote;
+	}
 	*data = s;
 	return 0;
 fail:
