@@ -136,9 +136,10 @@ typedef int (*vd_fill_fn)(void *buf, const char *name, vd_node_t node,
  * (entry_timeout/attr_timeout set as options still win). */
 #define VD_OPS_EXCLUSIVE (1u << 1)
 /* Every callback returns quickly (memory, a local disk; no network, no
- * child processes): the library may then serve over FUSE's io_uring
- * transport, one thread per CPU, where a slow callback would hold up
- * every caller on its CPU (option io_uring, default "auto"). */
+ * child processes), or the source runs them one at a time anyway (one
+ * lock): the library may then serve over FUSE's io_uring transport, one
+ * thread per CPU, where a slow callback would hold up every caller on its
+ * CPU (option io_uring, default "auto"). */
 #define VD_OPS_QUICK (1u << 2)
 /* Opens may hand back vd_file.backing_fd (kernel FUSE passthrough). A
  * drive without it lets the kernel skip a getxattr(security.capability)

@@ -88,12 +88,23 @@ if [ $has_uring = 1 ]; then
 		vd_mount "sqlite:$VD_TMP/db.sqlite" "$M" && works "$M"
 		ok $? "sqlite: works"
 		n=$(rings "$(drive_pid "$M")")
-		[ "$n" = 0 ]
-		ok $? "sqlite: (not VD_OPS_QUICK) stays on /dev/fuse by default"
+		[ "$n" -ge 1 ]
+		ok $? "sqlite: (VD_OPS_QUICK: one lock anyway) takes io_uring ($n rings)"
 		vd_umount "$M"
-		vd_mount "sqlite:$VD_TMP/db.sqlite" "$M" -o io_uring=yes &&
-			works "$M" && [ "$(rings "$(drive_pid "$M")")" -ge 1 ]
-		ok $? "sqlite: -o io_uring=yes takes it"
+	fi
+	if vd_have_source gen; then
+		echo "f template hello" >"$VD_TMP/gen.conf"
+		vd_mount "gen:$VD_TMP/gen.conf" "$M" &&
+			[ "$(cat "$M/f")" = hello ]
+		ok $? "gen: works"
+		n=$(rings "$(drive_pid "$M")")
+		[ "$n" = 0 ]
+		ok $? "gen: (runs commands: not VD_OPS_QUICK) stays on /dev/fuse ($n rings)"
+		vd_umount "$M"
+		vd_mount "gen:$VD_TMP/gen.conf" "$M" -o io_uring=yes &&
+			[ "$(cat "$M/f")" = hello ] &&
+			[ "$(rings "$(drive_pid "$M")")" -ge 1 ]
+		ok $? "gen: -o io_uring=yes takes it"
 		vd_umount "$M"
 	fi
 
