@@ -98,6 +98,21 @@ static int parse_bool(const char *v, bool *out)
 	return -EINVAL;
 }
 
+/* yes|no|auto as 1, 0, 2. */
+static int parse_auto(const char *v, int *out)
+{
+	bool b;
+
+	if (v && !strcmp(v, "auto")) {
+		*out = 2;
+		return 0;
+	}
+	if (parse_bool(v, &b))
+		return -EINVAL;
+	*out = b;
+	return 0;
+}
+
 static int parse_double(const char *v, double *out)
 {
 	char *end;
@@ -197,23 +212,11 @@ static int set_option(struct vd_drive *d, char *key)
 		r = set_string(&d->fsname, v);
 	else if (!strcmp(key, "subtype"))
 		r = set_string(&d->subtype, v);
-	else if (!strcmp(key, "io_uring")) {
-		r = 0;
-		if (v && !strcmp(v, "auto"))
-			d->io_uring = 2;
-		else if (parse_bool(v, &b) == 0)
-			d->io_uring = b;
-		else
-			r = -EINVAL;
-	} else if (!strcmp(key, "readdirplus")) {
-		r = 0;
-		if (v && !strcmp(v, "auto"))
-			d->readdirplus = 2;
-		else if (parse_bool(v, &b) == 0)
-			d->readdirplus = b;
-		else
-			r = -EINVAL;
-	} else {
+	else if (!strcmp(key, "io_uring"))
+		r = parse_auto(v, &d->io_uring);
+	else if (!strcmp(key, "readdirplus"))
+		r = parse_auto(v, &d->readdirplus);
+	else {
 		vd_set_error(d, "unknown option '%s'", key);
 		return -EINVAL;
 	}
