@@ -158,6 +158,6 @@ format:
 		$(wildcard examples/*.c tests/unit/*.c tests/helpers/*.c sources/*.h cli/*.h)
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-private-san
 
 .PHONY: all deps demo install check check-san format clean uring-on
