@@ -40,13 +40,13 @@
 	} while (0)
 
 /*
- * HANDLE_KILLPRIV_V2 (libfuse >= 3.17): the kernel then marks the drive
- * SB_NOSEC, so a write stops asking getxattr(security.capability) once it
- * knows the file has no privileges (a round trip per write(2) before),
- * and flags the writes, truncates, chowns and O_TRUNC opens that must
- * clear set-id bits instead.
+ * HANDLE_KILLPRIV_V2 (libfuse >= 3.18, which reports the kernel flag): the
+ * kernel then marks the drive SB_NOSEC, so a write stops asking
+ * getxattr(security.capability) once it knows the file has no privileges (a
+ * round trip per write(2) before), and flags the writes, truncates, chowns and
+ * O_TRUNC opens that must clear set-id bits instead.
  */
-#if FUSE_MAJOR_VERSION * 100 + FUSE_MINOR_VERSION >= 317
+#if FUSE_MAJOR_VERSION * 100 + FUSE_MINOR_VERSION >= 318
 #define VD_KILLPRIV_V2 1
 #define KILL(fi) ((fi) && (fi)->kill_suidgid)
 #define SETATTR_KILL                                                           \

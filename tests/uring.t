@@ -39,6 +39,7 @@ works() {
 }
 
 M=$VD_TMP/m
+mkdir -p "$M"
 echo Y >"$PARAM"
 if [ $has_uring = 1 ]; then
 	vd_mount mem: "$M"
