@@ -117,15 +117,32 @@ struct dir_src {
 	 * O_PATH descriptor of its own for life, and the folder can hold only
 	 * as many files in use as the descriptor limit allows. */
 	bool nohandles;
+	/* Read-ahead of listings: one thread reads a folder's next getdents64
+	 * batch while the kernel digests the last reply (started on first
+	 * use; a queue of handles under ra_lock). */
+	pthread_mutex_t ra_lock;
+	pthread_cond_t ra_cv;
+	struct dir_handle *ra_head, **ra_tail;
+	pthread_t ra_thread;
+	bool ra_started, ra_stop;
 };
 
 /* An open folder: a real descriptor and what getdents64 gave. */
 struct dir_handle {
 	pthread_mutex_t lock;
+	pthread_cond_t cv; /* ra_state changed */
 	int fd;
 	off_t next; /* offset of the entry at buf[pos] */
 	size_t pos, len;
-	char buf[DIR_BUF];
+	char *buf;
+	/* Read-ahead: while ra_state is RA_QUEUED or RA_BUSY the read-ahead
+	 * thread owns fd's position and ra_buf; RA_DONE leaves ra_len bytes
+	 * (or -errno) there for the next batch. */
+	enum { RA_IDLE, RA_QUEUED, RA_BUSY, RA_DONE } ra_state;
+	long ra_len;
+	char *ra_buf;
+	struct dir_handle *ra_next;
+	char bufs[2][DIR_BUF];
 };
 
 struct linux_dirent64 {
@@ -1101,9 +1118,14 @@ static int dir_opendir(const struct vd_ctx *ctx, vd_node_t node,
 		return fd;
 	}
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->cv, NULL);
 	h->fd = fd;
 	h->next = 0;
 	h->pos = h->len = 0;
+	h->buf = h->bufs[0];
+	h->ra_buf = h->bufs[1];
+	h->ra_state = RA_IDLE;
+	h->ra_next = NULL;
 	fi->fh = (uint64_t)(uintptr_t)h;
 	/* Let the kernel keep listings: it drops them when the folder
 	 * changes through the drive or its mtime changes behind it. */
@@ -1126,6 +1148,95 @@ static bool is_dot(const char *name)
  * that no longer fits the buffer stays in the table unreferenced until
  * a later lookup hands it out (and its forget frees it).
  */
+/* The read-ahead thread: one getdents64 per queued handle. */
+static void *ra_main(void *arg)
+{
+	struct dir_src *s = arg;
+	struct dir_handle *h;
+	long n;
+
+	pthread_mutex_lock(&s->ra_lock);
+	for (;;) {
+		while (!s->ra_head && !s->ra_stop)
+			pthread_cond_wait(&s->ra_cv, &s->ra_lock);
+		if (!s->ra_head)
+			break;
+		h = s->ra_head;
+		s->ra_head = h->ra_next;
+		if (!s->ra_head)
+			s->ra_tail = &s->ra_head;
+		pthread_mutex_unlock(&s->ra_lock);
+
+		pthread_mutex_lock(&h->lock);
+		h->ra_state = RA_BUSY;
+		pthread_mutex_unlock(&h->lock);
+		n = syscall(SYS_getdents64, h->fd, h->ra_buf, DIR_BUF);
+		pthread_mutex_lock(&h->lock);
+		h->ra_len = n < 0 ? -errno : n;
+		h->ra_state = RA_DONE;
+		pthread_cond_broadcast(&h->cv);
+		pthread_mutex_unlock(&h->lock);
+
+		pthread_mutex_lock(&s->ra_lock);
+	}
+	pthread_mutex_unlock(&s->ra_lock);
+	return NULL;
+}
+
+/* Queue h for read-ahead (h->lock held, ra_state RA_IDLE). Without a
+ * thread (it could not start) nothing is queued: reads stay inline. */
+static void ra_queue(struct dir_src *s, struct dir_handle *h)
+{
+	pthread_mutex_lock(&s->ra_lock);
+	if (!s->ra_started && !s->ra_stop) {
+		s->ra_started =
+			pthread_create(&s->ra_thread, NULL, ra_main, s) == 0;
+	}
+	if (s->ra_started && !s->ra_stop) {
+		h->ra_next = NULL;
+		*s->ra_tail = h;
+		s->ra_tail = &h->ra_next;
+		h->ra_state = RA_QUEUED;
+		pthread_cond_signal(&s->ra_cv);
+	}
+	pthread_mutex_unlock(&s->ra_lock);
+}
+
+/* Wait out a queued or running read-ahead of h (h->lock held). */
+static void ra_wait(struct dir_handle *h)
+{
+	while (h->ra_state == RA_QUEUED || h->ra_state == RA_BUSY)
+		pthread_cond_wait(&h->cv, &h->lock);
+}
+
+/* The next batch of h into h->buf: the read-ahead one if there is one.
+ * Returns the bytes (0 at the end) or -errno. */
+static long next_batch(struct dir_handle *h)
+{
+	char *t;
+
+	ra_wait(h);
+	if (h->ra_state == RA_DONE) {
+		h->ra_state = RA_IDLE;
+		t = h->buf;
+		h->buf = h->ra_buf;
+		h->ra_buf = t;
+		return h->ra_len;
+	}
+	long n = syscall(SYS_getdents64, h->fd, h->buf, DIR_BUF);
+	return n < 0 ? -errno : n;
+}
+
+/*
+ * List from off; the offset of each entry is the backing d_off. A plain
+ * listing hands node 0 with the type and inode number from getdents64;
+ * READDIRPLUS also finds each entry's node and attributes, which saves
+ * the kernel a LOOKUP per entry for `ls -l`. A node made for an entry
+ * that no longer fits the buffer stays in the table unreferenced until
+ * a later lookup hands it out (and its forget frees it). Once a reply is
+ * full, the next batch is read ahead on another thread, so that reading the
+ * backing folder overlaps with the kernel's share of the listing.
+ */
 static int dir_readdir(const struct vd_ctx *ctx, vd_node_t node,
 		       struct vd_file *fi, off_t off, vd_fill_fn fill,
 		       void *buf)
@@ -1133,11 +1244,14 @@ static int dir_readdir(const struct vd_ctx *ctx, vd_node_t node,
 	struct dir_src *s = SRC(ctx);
 	struct dir_handle *h = (struct dir_handle *)(uintptr_t)fi->fh;
 	struct stat st;
+	bool full = false;
 	int r = 0;
 
 	(void)node;
 	pthread_mutex_lock(&h->lock);
 	if (off != h->next) {
+		ra_wait(h);
+		h->ra_state = RA_IDLE; /* what it read is for another place */
 		if (lseek(h->fd, off, SEEK_SET) < 0) {
 			r = -errno;
 			goto out;
@@ -1147,10 +1261,9 @@ static int dir_readdir(const struct vd_ctx *ctx, vd_node_t node,
 	}
 	for (;;) {
 		if (h->pos >= h->len) {
-			long n = syscall(SYS_getdents64, h->fd, h->buf,
-					 sizeof(h->buf));
+			long n = next_batch(h);
 			if (n < 0) {
-				r = -errno;
+				r = (int)n;
 				break;
 			}
 			if (n == 0)
@@ -1167,11 +1280,15 @@ static int dir_readdir(const struct vd_ctx *ctx, vd_node_t node,
 			st.st_mode = DTTOIF(e->d_type);
 			n = NULL;
 		}
-		if (fill(buf, e->d_name, n ? ID(s, n) : 0, &st, e->d_off))
+		if (fill(buf, e->d_name, n ? ID(s, n) : 0, &st, e->d_off)) {
+			full = true;
 			break;
+		}
 		h->pos += e->d_reclen;
 		h->next = e->d_off;
 	}
+	if (full && h->ra_state == RA_IDLE)
+		ra_queue(s, h);
 out:
 	pthread_mutex_unlock(&h->lock);
 	return r;
@@ -1183,7 +1300,11 @@ static int dir_releasedir(const struct vd_ctx *ctx, vd_node_t node,
 	struct dir_handle *h = (struct dir_handle *)(uintptr_t)fi->fh;
 
 	(void)ctx, (void)node;
+	pthread_mutex_lock(&h->lock);
+	ra_wait(h);
+	pthread_mutex_unlock(&h->lock);
 	close(h->fd);
+	pthread_cond_destroy(&h->cv);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 	return 0;
@@ -1363,6 +1484,15 @@ static void dir_destroy(void *data)
 {
 	struct dir_src *s = data;
 
+	pthread_mutex_lock(&s->ra_lock);
+	s->ra_stop = true;
+	pthread_cond_signal(&s->ra_cv);
+	pthread_mutex_unlock(&s->ra_lock);
+	if (s->ra_started)
+		pthread_join(s->ra_thread, NULL);
+	pthread_cond_destroy(&s->ra_cv);
+	pthread_mutex_destroy(&s->ra_lock);
+
 	for (size_t i = 0; i < s->nbuckets; i++) {
 		struct dnode *n = s->buckets[i];
 		while (n) {
@@ -1536,6 +1666,9 @@ static int dir_src_open(const char *arg, const struct vd_ops **ops, void **data,
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->ra_lock, NULL);
+	pthread_cond_init(&s->ra_cv, NULL);
+	s->ra_tail = &s->ra_head;
 	s->root.fd = -1;
 	s->lru.lnext = s->lru.lprev = &s->lru;
 	s->nbuckets = 4096;
@@ -1570,6 +1703,8 @@ fail:
 		close(s->root.fd);
 	free(s->buckets);
 	free(s->groups);
+	pthread_cond_destroy(&s->ra_cv);
+	pthread_mutex_destroy(&s->ra_lock);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 	return r;

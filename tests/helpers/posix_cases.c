@@ -1657,6 +1657,50 @@ static int case_readdir_ino(void)
 }
 
 /* telldir() in a long listing, then seekdir() back: the same next entry. */
+/*
+ * Back to an earlier place in the middle of a listing (where a server may
+ * have read ahead), then to the start: the same names, then all of them.
+ */
+static int check_seekdir_mid(void)
+{
+	enum { AFTER = 400 };
+	static char names[AFTER][64];
+	struct dirent *e;
+	long pos = -1;
+	int i, total = 0, again = 0;
+	DIR *d = opendir(".");
+
+	CHECK(d, "opendir: %s", en(errno));
+	while ((e = readdir(d)))
+		total++;
+	rewinddir(d);
+	for (i = 0; i < 1200 && (e = readdir(d)); i++)
+		if (i == 799) /* after entry 799: the place of entry 800 */
+			pos = telldir(d);
+	for (i = 0; i < AFTER && (e = readdir(d)); i++)
+		snprintf(names[i], sizeof(names[i]), "%s", e->d_name);
+	if (pos < 0 || i < AFTER) {
+		closedir(d);
+		return fail("fewer than %d entries listed", 1200 + AFTER);
+	}
+	seekdir(d, pos);
+	for (i = 0; i < 400 + AFTER && (e = readdir(d)); i++) {
+		if (i >= 400 && strcmp(e->d_name, names[i - 400])) {
+			closedir(d);
+			return fail("after seekdir to the middle: entry %d is "
+				    "'%s', want '%s'",
+				    i, e->d_name, names[i - 400]);
+		}
+	}
+	rewinddir(d);
+	while ((e = readdir(d)))
+		again++;
+	closedir(d);
+	CHECK(again == total, "after rewinddir: %d entries, want %d", again,
+	      total);
+	return 0;
+}
+
 static int check_seekdir(void)
 {
 	char want[256];
@@ -1684,7 +1728,7 @@ static int check_seekdir(void)
 			    e ? e->d_name : "(end)", want);
 	}
 	closedir(d);
-	return 0;
+	return check_seekdir_mid();
 }
 
 struct pw_arg {
