@@ -2315,7 +2315,8 @@ static void rec_destroy(void *data)
 }
 
 static const struct vd_ops rec_ops = {
-	.flags = VD_OPS_THREAD_SAFE,
+	.flags = VD_OPS_THREAD_SAFE |
+		 VD_OPS_QUICK, /* one lock: see rec_enter() */
 	.destroy = rec_destroy,
 	.lookup = rec_lookup,
 	.forget = rec_forget,
