@@ -383,6 +383,27 @@ static void grow(struct dir_src *s)
 	s->nbuckets = nb;
 }
 
+/* The node for inode (dev, ino) in the table, or NULL. s->lock held. */
+static struct dnode *table_find(struct dir_src *s, dev_t dev, ino_t ino)
+{
+	struct dnode *n = s->buckets[hash_key(dev, ino, s->nbuckets)];
+
+	while (n && !(n->dev == dev && n->ino == ino))
+		n = n->hnext;
+	return n;
+}
+
+/* Put fresh, not in the table yet, into it. s->lock held. */
+static void table_add(struct dir_src *s, struct dnode *fresh)
+{
+	size_t k = hash_key(fresh->dev, fresh->ino, s->nbuckets);
+
+	fresh->hnext = s->buckets[k];
+	s->buckets[k] = fresh;
+	if (++s->count > s->nbuckets * 2)
+		grow(s);
+}
+
 /*
  * The node for the inode st describes, whose handle is h on mount mnt
  * (an index); made if new. A known inode with another handle (its number
@@ -406,11 +427,7 @@ static int node_get(struct dir_src *s, const struct file_handle *h, int mnt,
 		return 0;
 	}
 	pthread_mutex_lock(&s->lock);
-	size_t k = hash_key(st->st_dev, st->st_ino, s->nbuckets);
-	for (n = s->buckets[k]; n; n = n->hnext) {
-		if (n->dev == st->st_dev && n->ino == st->st_ino)
-			break;
-	}
+	n = table_find(s, st->st_dev, st->st_ino);
 	if (n) {
 		if (same_fh(n->fh, h)) {
 			n->btime = *bt;
@@ -452,16 +469,9 @@ static int node_get(struct dir_src *s, const struct file_handle *h, int mnt,
 	fresh->fh = copy;
 
 	pthread_mutex_lock(&s->lock);
-	k = hash_key(st->st_dev, st->st_ino, s->nbuckets);
-	for (n = s->buckets[k]; n; n = n->hnext) {
-		if (n->dev == st->st_dev && n->ino == st->st_ino)
-			break;
-	}
+	n = table_find(s, st->st_dev, st->st_ino);
 	if (!n) {
-		fresh->hnext = s->buckets[k];
-		s->buckets[k] = fresh;
-		if (++s->count > s->nbuckets * 2)
-			grow(s);
+		table_add(s, fresh);
 		n = fresh;
 		fresh = NULL;
 	}
@@ -523,9 +533,7 @@ static struct dnode *node_known(struct dir_src *s, const struct stat *st,
 	if (st->st_dev == s->root.dev && st->st_ino == s->root.ino)
 		return &s->root;
 	pthread_mutex_lock(&s->lock);
-	n = s->buckets[hash_key(st->st_dev, st->st_ino, s->nbuckets)];
-	while (n && !(n->dev == st->st_dev && n->ino == st->st_ino))
-		n = n->hnext;
+	n = table_find(s, st->st_dev, st->st_ino);
 	if (n &&
 	    (n->btime.tv_sec != bt->tv_sec || n->btime.tv_nsec != bt->tv_nsec))
 		n = NULL;
@@ -569,11 +577,7 @@ static int node_at_fd(struct dir_src *s, int dfd, const char *name,
 	fresh->btime = *bt;
 	fresh->fd = fd;
 	pthread_mutex_lock(&s->lock);
-	size_t k = hash_key(st->st_dev, st->st_ino, s->nbuckets);
-	for (n = s->buckets[k]; n; n = n->hnext) {
-		if (n->dev == st->st_dev && n->ino == st->st_ino)
-			break;
-	}
+	n = table_find(s, st->st_dev, st->st_ino);
 	if (n) {
 		if (n->pins == 0) {
 			old = n->fd;
@@ -584,10 +588,7 @@ static int node_at_fd(struct dir_src *s, int dfd, const char *name,
 			old = fd; /* in use: keep the one it has */
 		}
 	} else {
-		fresh->hnext = s->buckets[k];
-		s->buckets[k] = fresh;
-		if (++s->count > s->nbuckets * 2)
-			grow(s);
+		table_add(s, fresh);
 		n = fresh;
 		fresh = NULL;
 	}
