@@ -44,7 +44,7 @@ FORCE:
 WERROR ?= -Werror
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Wno-format-truncation $(WERROR) -D_FILE_OFFSET_BITS=64 -D_GNU_SOURCE \
-	-fPIC -Iinclude $(SANFLAGS)
+	-fPIC -Iinclude -Icommon $(SANFLAGS)
 LDFLAGS += $(SANFLAGS)
 
 LIB_SRC := $(wildcard lib/*.c)
@@ -55,6 +55,9 @@ CLI_SRC := $(wildcard cli/*.c)
 CLI_OBJ := $(CLI_SRC:%.c=$(B)/%.o)
 DAEMON_SRC := $(wildcard daemon/*.c)
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o)
+# Helpers the library and the daemon both use, linked into each.
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/%.o)
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 UNIT := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/*.c))
 HELPERS := $(patsubst tests/helpers/%.c,$(B)/tests/%,$(wildcard tests/helpers/*.c))
@@ -71,17 +74,17 @@ endif
 
 all: $(ALL)
 
-$(B)/lib/%.o: lib/%.c lib/vdrive_i.h include/vdrive.h $(LIBFUSE_STAMP)
+$(B)/lib/%.o: lib/%.c lib/vdrive_i.h include/vdrive.h $(wildcard common/*.h) $(LIBFUSE_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(FUSE_CFLAGS) -c $< -o $@
 
-$(B)/%.o: %.c include/vdrive.h $(wildcard sources/*.h cli/*.h daemon/*.h)
+$(B)/%.o: %.c include/vdrive.h $(wildcard sources/*.h cli/*.h daemon/*.h common/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isources -c $< -o $@
 
-$(LIBSO): $(LIB_OBJ) lib/libvdrive.map
+$(LIBSO): $(LIB_OBJ) $(COMMON_OBJ) lib/libvdrive.map
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=lib/libvdrive.map \
-		$(LDFLAGS) -o $@ $(LIB_OBJ) $(FUSE_LIBS) -lpthread
+		$(LDFLAGS) -o $@ $(LIB_OBJ) $(COMMON_OBJ) $(FUSE_LIBS) -lpthread
 
 $(B)/libvdrive.so: $(LIBSO)
 	ln -sf $(SONAME) $@
@@ -94,8 +97,8 @@ $(B)/vdrive: $(CLI_OBJ) $(B)/libvdsources.a $(B)/libvdrive.so
 	$(CC) $(LDFLAGS) $(RPATH) -o $@ $(CLI_OBJ) $(B)/libvdsources.a \
 		-L$(B) -lvdrive $(SQLITE_LIBS) -lpthread
 
-$(B)/vdrived: $(DAEMON_OBJ) $(B)/libvdsources.a $(B)/libvdrive.so
-	$(CC) $(LDFLAGS) $(RPATH) -o $@ $(DAEMON_OBJ) $(B)/libvdsources.a \
+$(B)/vdrived: $(DAEMON_OBJ) $(COMMON_OBJ) $(B)/libvdsources.a $(B)/libvdrive.so
+	$(CC) $(LDFLAGS) $(RPATH) -o $@ $(DAEMON_OBJ) $(COMMON_OBJ) $(B)/libvdsources.a \
 		-L$(B) -lvdrive $(SQLITE_LIBS) -lpthread
 
 $(B)/examples/%: examples/%.c include/vdrive.h $(B)/libvdrive.so
@@ -154,7 +157,7 @@ check-san:
 	VDRIVE_BUILD=$(CURDIR)/$(B)-san prove -f tests/unit.t tests/posix.t
 
 format:
-	clang-format -i include/*.h lib/*.c lib/*.h $(SRC_SRC) $(CLI_SRC) $(DAEMON_SRC) \
+	clang-format -i include/*.h lib/*.c lib/*.h $(SRC_SRC) $(CLI_SRC) $(DAEMON_SRC) common/*.[ch] \
 		$(wildcard examples/*.c tests/unit/*.c tests/helpers/*.c sources/*.h cli/*.h)
 
 clean:

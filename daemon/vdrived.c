@@ -39,6 +39,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
+
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77
 #endif
@@ -124,48 +126,17 @@ static bool pidfd_alive(int pidfd)
 }
 
 /*
- * Wait for child pid at most CHILD_TIMEOUT_MS, then kill it. Returns 0
- * or -errno (the child's exit status is an errno).
+ * Wait for child pid at most CHILD_TIMEOUT_MS, then kill it (and say so).
+ * Returns 0 or -errno (the child's exit status is an errno).
  */
 static int wait_child(pid_t pid)
 {
-	int pfd = (int)syscall(SYS_pidfd_open, pid, 0), status;
-	struct pollfd p = {.fd = pfd, .events = POLLIN};
+	bool killed;
+	int r = vd_child_wait(pid, CHILD_TIMEOUT_MS, &killed);
 
-	if (pfd >= 0) {
-		if (poll(&p, 1, CHILD_TIMEOUT_MS) == 0) {
-			logmsg("child %d took too long: killed", (int)pid);
-			kill(pid, SIGKILL);
-		}
-		close(pfd);
-	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	if (WIFEXITED(status))
-		return -WEXITSTATUS(status);
-	return -ETIMEDOUT;
-}
-
-/* mkdir -p, from a child inside the namespace. */
-static int mkdir_p(const char *path)
-{
-	char buf[PATH_MAX];
-
-	if (strlen(path) >= sizeof(buf))
-		return ENAMETOOLONG;
-	snprintf(buf, sizeof(buf), "%s", path);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-			return errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-		return errno;
-	return 0;
+	if (killed)
+		logmsg("child %d took too long: killed", (int)pid);
+	return r;
 }
 
 /*
@@ -199,7 +170,7 @@ static void mount_child(const struct client *c, int fuse_fd, const char *opts,
 	if (chdir("/") != 0)
 		_exit(errno);
 	if (c->uid == 0) {
-		r = mkdir_p(c->path);
+		r = vd_child_mkdir_p(c->path);
 		if (r)
 			_exit(r);
 	}
@@ -222,18 +193,12 @@ static void mount_child(const struct client *c, int fuse_fd, const char *opts,
 /* Detach the mount at path in namespace ns_fd (from a child). */
 static int unmount_in(int ns_fd, const char *path)
 {
-	pid_t pid = fork();
+	bool killed;
+	int r = vd_child_umount_in(ns_fd, path, CHILD_TIMEOUT_MS, &killed);
 
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		if (setns(ns_fd, CLONE_NEWNS) != 0)
-			_exit(errno);
-		if (umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) != 0)
-			_exit(errno);
-		_exit(0);
-	}
-	return wait_child(pid);
+	if (killed)
+		logmsg("unmounting %s: child took too long: killed", path);
+	return r;
 }
 
 /* Record file of drive id: what a restarted daemon needs. */
@@ -736,7 +701,7 @@ static int listen_on(const char *path)
 /* mkdir -p for the daemon's own folders. */
 static int make_dirs(const char *path)
 {
-	int r = mkdir_p(path);
+	int r = vd_child_mkdir_p(path);
 
 	if (r)
 		logmsg("cannot create %s: %s", path, strerror(r));

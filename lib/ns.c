@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "vdrive_i.h"
+#include "child.h"
 
 #define VD_GATE_TTL_NS 1000000000ull /* a cached pid->namespace lives 1 s */
 #define VD_DEFAULT_SOCKET "/run/vdrive/vdrived.sock"
@@ -193,49 +194,9 @@ int vd_gate_check(struct vd_drive *d, fuse_req_t req)
 	return gate_verdict(d, fc->pid) ? 0 : -EACCES;
 }
 
-/*
- * Wait for a child and turn its exit status back into 0 or -errno. A
- * child stuck for 10 s (a hung drive on its path, say) is killed.
- */
-static int wait_child(pid_t pid)
-{
-	int pfd = (int)syscall(SYS_pidfd_open, pid, 0), status;
-	struct pollfd p = {.fd = pfd, .events = POLLIN};
-
-	if (pfd >= 0) {
-		if (poll(&p, 1, 10000) == 0)
-			kill(pid, SIGKILL);
-		close(pfd);
-	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	if (WIFEXITED(status))
-		return -WEXITSTATUS(status);
-	return -ETIMEDOUT;
-}
-
-/* mkdir -p in the child: only syscalls, no allocation. */
-static int mkdir_p(const char *path)
-{
-	char buf[PATH_MAX];
-	size_t n = strlen(path);
-
-	if (n >= sizeof(buf))
-		return ENAMETOOLONG;
-	memcpy(buf, path, n + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-			return errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-		return errno;
-	return 0;
-}
+/* A namespace child stuck this long (a hung drive on its path, say) is
+ * killed. */
+#define NS_CHILD_TIMEOUT_MS 10000
 
 /*
  * Mount fuse descriptor fuse_fd at path inside the mount namespace ns_fd,
@@ -265,7 +226,7 @@ static int ns_mount(int ns_fd, const char *path, int fuse_fd,
 
 		if (setns(ns_fd, CLONE_NEWNS) != 0)
 			_exit(errno);
-		r = mkdir_p(path);
+		r = vd_child_mkdir_p(path);
 		if (r)
 			_exit(r);
 		if (mount(d->fsname ? d->fsname : "vdrive", path, type, flags,
@@ -273,24 +234,13 @@ static int ns_mount(int ns_fd, const char *path, int fuse_fd,
 			_exit(errno);
 		_exit(0);
 	}
-	return wait_child(pid);
+	return vd_child_wait(pid, NS_CHILD_TIMEOUT_MS, NULL);
 }
 
 /* Detach the mount at path inside namespace ns_fd (from a child). */
 static int ns_umount(int ns_fd, const char *path)
 {
-	pid_t pid = fork();
-
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		if (setns(ns_fd, CLONE_NEWNS) != 0)
-			_exit(errno);
-		if (umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) != 0)
-			_exit(errno);
-		_exit(0);
-	}
-	return wait_child(pid);
+	return vd_child_umount_in(ns_fd, path, NS_CHILD_TIMEOUT_MS, NULL);
 }
 
 int vd_drive_mount_ns(struct vd_drive *d, const char *path, int mntns_fd)
