@@ -369,23 +369,27 @@ static void vd_getattr(fuse_req_t req, fuse_ino_t ino,
  * group-executable file; so do truncate and chown. The kernel does it for
  * cached writes unless HANDLE_KILLPRIV_V2 was agreed (then it flags the
  * request, KILL()); direct_io writes it leaves to the server. The library
- * does it for every source. Returns true if the mode changed.
+ * does it for every source. If it changed the mode and out is not NULL,
+ * *out gets the node's new attributes.
  */
-static bool kill_suid(struct vd_drive *d, struct vd_ctx *c, vd_node_t node)
+static void kill_suid(struct vd_drive *d, struct vd_ctx *c, vd_node_t node,
+		      struct stat *out)
 {
 	struct stat st;
 
 	memset(&st, 0, sizeof(st));
 	if (!d->ops.getattr || !d->ops.setattr ||
 	    CALL(d, d->ops.getattr(c, node, NULL, &st)) != 0)
-		return false;
+		return;
 	if (S_ISDIR(st.st_mode) ||
 	    (!(st.st_mode & S_ISUID) &&
 	     (st.st_mode & (S_ISGID | S_IXGRP)) != (S_ISGID | S_IXGRP)))
-		return false;
+		return;
 	st.st_mode &=
 		~(mode_t)(S_ISUID | ((st.st_mode & S_IXGRP) ? S_ISGID : 0));
-	return CALL(d, d->ops.setattr(c, node, &st, VD_SET_MODE, NULL)) == 0;
+	if (CALL(d, d->ops.setattr(c, node, &st, VD_SET_MODE, NULL)) == 0 &&
+	    out)
+		*out = st; /* setattr left the full new attributes there */
 }
 
 static void vd_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
@@ -433,11 +437,9 @@ static void vd_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	/* chown(f, -1, -1) clears set-id bits too, but reaches us as a bare
 	 * ctime update without the kernel's kill flag. */
 	if (r == 0 &&
-	    ((to_set & SETATTR_KILL) ||
-	     (SETATTR_KILL && d->killpriv_v2 &&
-	      (to_set & ~FUSE_SET_ATTR_CTIME) == 0)) &&
-	    kill_suid(d, &c, node))
-		CALL(d, d->ops.getattr(&c, node, NULL, &st));
+	    ((to_set & SETATTR_KILL) || (SETATTR_KILL && d->killpriv_v2 &&
+					 (to_set & ~FUSE_SET_ATTR_CTIME) == 0)))
+		kill_suid(d, &c, node, &st);
 	if (r)
 		fuse_reply_err(req, -r);
 	else
@@ -638,7 +640,7 @@ static void vd_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if (KILL(fi) && (fi->flags & O_TRUNC))
-		kill_suid(d, &c, NODE(d, ino));
+		kill_suid(d, &c, NODE(d, ino), NULL);
 	to_fi(fi, &vf);
 	set_backing(req, d, vd_nodes_get(&d->nodes, ino), fi, &vf);
 	if (fuse_reply_open(req, fi) == -ENOENT) {
@@ -764,7 +766,7 @@ static void vd_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	r = CALL(d, d->ops.write(&c, NODE(d, ino), &vf, buf, size, off));
 	if (r > 0 &&
 	    ((d->direct_io && c.uid != 0 && !fi->writepage) || KILL(fi)))
-		kill_suid(d, &c, NODE(d, ino));
+		kill_suid(d, &c, NODE(d, ino), NULL);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
