@@ -396,10 +396,77 @@ int vd_drive_mount_ns(struct vd_drive *d, const char *path, int mntns_fd);
  * stat /proc/PID/ns/mnt; 0: this process's own). The first call turns the
  * gate on: from then on lookups, opens, creates and other name-based
  * requests from any other namespace, or from a caller not visible in this
- * process's pid namespace, fail with EACCES. Before mounting.
+ * process's pid namespace, fail with EACCES. May be called before or
+ * after mounting, from any thread. Returns 0, -ENOENT (no such
+ * namespace), or -ENOSPC (16 namespaces already admitted).
  * docs/containers.md says exactly what the gate covers.
  */
 int vd_drive_allow(struct vd_drive *d, uint64_t mntns_ino);
+
+/* Flags for vd_drive_admit() and vd_drive_attach(). */
+#define VD_ADMIT_READONLY 0x1u /* changes from there fail with EROFS */
+
+/*
+ * vd_drive_allow() with flags: VD_ADMIT_READONLY admits the namespace for
+ * reading only (creates, writes, renames, removals, setattr and xattr
+ * changes from it fail with EROFS). Admitting an admitted namespace again
+ * replaces its flags. -EINVAL for unknown flags.
+ */
+int vd_drive_admit(struct vd_drive *d, uint64_t mntns_ino, unsigned int flags);
+
+/*
+ * Stop admitting a namespace: verdicts cached for it are dropped at once.
+ * Descriptors its processes already opened keep working (the gate checks
+ * names and opens, not open files). -ENOENT if it was not admitted.
+ */
+int vd_drive_revoke(struct vd_drive *d, uint64_t mntns_ino);
+
+/*
+ * Ask fn about callers the admitted namespaces do not cover: it gets the
+ * caller's pid (as this process sees it) and mount namespace inode (0 if
+ * unknown) and returns VD_ADMIT_* flags (>= 0) to admit it, or a negative
+ * errno to refuse (EACCES is answered). Verdicts are cached per pid for a
+ * second. fn runs on a serving thread: it must not call back into the
+ * drive's mount. Turns the gate on; fn NULL removes the hook.
+ */
+int vd_drive_set_gate_hook(struct vd_drive *d,
+			   int (*fn)(void *arg, pid_t pid, uint64_t mntns_ino),
+			   void *arg);
+
+/*
+ * Share the mounted drive: attach the same live mount (same connection,
+ * same data, no copy) at path inside the mount namespace mntns_fd (an
+ * open /proc/PID/ns/mnt; this process's own namespace is fine too),
+ * creating path there when missing, and admit that namespace
+ * (vd_drive_admit() with flags; VD_ADMIT_READONLY also makes that mount
+ * read-only, so writes there fail with EROFS while the owner still
+ * writes). The mount carries nosuid,nodev. The drive keeps a descriptor
+ * of the namespace until vd_drive_detach() or unmount (which detaches
+ * every share): detach when the target goes away, or its namespace
+ * outlives it. Needs CAP_SYS_ADMIN. Returns 0, -EINVAL (bad path, not
+ * mounted), -EEXIST (already attached there, or the drive's own
+ * namespace), -ENOSPC (too many shares), or the kernel's error, with a
+ * message from vd_drive_error().
+ */
+int vd_drive_attach(struct vd_drive *d, const char *path, int mntns_fd,
+		    unsigned int flags);
+
+/*
+ * Undo vd_drive_attach(): detach the mount at path (NULL: every share)
+ * in namespace mntns_ino, and revoke that namespace once no share is left
+ * there. -ENOENT if there is no such share.
+ */
+int vd_drive_detach(struct vd_drive *d, const char *path, uint64_t mntns_ino);
+
+/* One share, as vd_drive_shares() reports it. */
+struct vd_share {
+	char path[4096];
+	uint64_t mntns_ino;
+	unsigned int flags;
+};
+
+/* Copy up to n shares into out; returns how many there are in all. */
+int vd_drive_shares(struct vd_drive *d, struct vd_share *out, int n);
 
 /*
  * Stop and unmount the drive when process pid ends (a container's init),

@@ -80,6 +80,8 @@ int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
 	pthread_rwlock_init(&d->forget_lock, NULL);
 	pthread_mutex_init(&d->serial, NULL);
 	pthread_mutex_init(&d->state_lock, NULL);
+	pthread_mutex_init(&d->gate_lock, NULL);
+	pthread_mutex_init(&d->share_lock, NULL);
 	pthread_cond_init(&d->serve_cv, NULL);
 	*out = d;
 	return 0;
@@ -477,6 +479,8 @@ void vd_unmount_once(struct vd_drive *d)
 	pthread_mutex_lock(&d->state_lock);
 	if (d->mounted) {
 		d->mounted = false;
+		/* Shares first: each keeps the superblock alive. */
+		vd_share_detach_all(d);
 		fuse_session_unmount(d->se);
 		vd_ns_unmount(d);
 	}
@@ -582,6 +586,8 @@ void vd_drive_free(struct vd_drive *d)
 	pthread_rwlock_destroy(&d->forget_lock);
 	pthread_mutex_destroy(&d->serial);
 	pthread_mutex_destroy(&d->state_lock);
+	pthread_mutex_destroy(&d->gate_lock);
+	pthread_mutex_destroy(&d->share_lock);
 	pthread_cond_destroy(&d->serve_cv);
 	free(d->mountpoint);
 	free(d->ns_path);

@@ -1,5 +1,5 @@
 /*
- * ns.c - drives in other mount namespaces, and the per-request gate.
+ * ns.c - drives in other mount namespaces, and the vdrived client.
  *
  * A multi-threaded process cannot setns() into a mount namespace, so every
  * step that must happen "inside" (mkdir, mount, umount) runs in a forked,
@@ -7,9 +7,8 @@
  * exits with 0 or an errno. The parent keeps the /dev/fuse descriptor and
  * serves it through libfuse as "/dev/fd/N".
  *
- * The gate: a drive that lives in a namespace admits only requests whose
- * caller's mount namespace is on its list. It sits where names are
- * resolved and files opened; see docs/containers.md for what it covers.
+ * The per-request gate that keeps such a drive to its namespace is in
+ * gate.c; attaching a live drive in more namespaces is in share.c.
  *
  * Inside a container without /dev/fuse, vd_drive_mount() asks the host
  * daemon vdrived (over a unix socket) to mount for it and hand back the
@@ -37,162 +36,7 @@
 #include "vdrive_i.h"
 #include "child.h"
 
-#define VD_GATE_TTL_NS 1000000000ull /* a cached pid->namespace lives 1 s */
 #define VD_DEFAULT_SOCKET "/run/vdrive/vdrived.sock"
-
-/* The inode number of a namespace file, or 0. */
-static uint64_t ns_ino_of(const char *path)
-{
-	struct stat st;
-
-	if (stat(path, &st) != 0)
-		return 0;
-	return (uint64_t)st.st_ino;
-}
-
-int vd_drive_allow(struct vd_drive *d, uint64_t mntns_ino)
-{
-	if (!d)
-		return -EINVAL;
-	if (mntns_ino == 0)
-		mntns_ino = ns_ino_of("/proc/self/ns/mnt");
-	if (mntns_ino == 0)
-		return -ENOENT;
-	if (d->se && !d->gate) {
-		vd_set_error(d, "the gate must be set before mounting");
-		return -EBUSY;
-	}
-	for (size_t i = 0; i < d->nallowed; i++)
-		if (d->allowed[i] == mntns_ino)
-			return 0;
-	if (d->nallowed == VD_MAX_ALLOWED)
-		return -ENOSPC;
-	if (!d->gate)
-		pthread_mutex_init(&d->gate_lock, NULL);
-	d->allowed[d->nallowed++] = mntns_ino;
-	d->gate = true;
-	return 0;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* Undo mountinfo's octal escapes (\040 for a space) in place. */
-static void unescape(char *s)
-{
-	char *o = s;
-
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] &&
-		    s[3]) {
-			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
-				      (s[3] - '0'));
-			s += 3;
-		} else {
-			*o++ = *s;
-		}
-	}
-	*o = '\0';
-}
-
-/* The device of the topmost FUSE mount at path in our namespace, or 0. */
-static dev_t own_mount_dev(const char *path)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[8192], mp[4096], *sep;
-	unsigned int ma, mi;
-	dev_t dev = 0;
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		sep = strstr(line, " - fuse");
-		if (!sep ||
-		    sscanf(line, "%*u %*u %u:%u %*s %4095s", &ma, &mi, mp) != 3)
-			continue;
-		unescape(mp);
-		if (!strcmp(mp, path))
-			dev = makedev(ma, mi);
-	}
-	fclose(f);
-	return dev;
-}
-
-/* Does pid's mount table hold the superblock dev? /proc/PID/mountinfo
- * needs no ptrace rights, unlike /proc/PID/ns/mnt. */
-static bool pid_sees_dev(pid_t pid, dev_t dev)
-{
-	char path[64], line[8192];
-	unsigned int ma, mi;
-	bool found = false;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	while (!found && fgets(line, sizeof(line), f))
-		found = sscanf(line, "%*u %*u %u:%u", &ma, &mi) == 2 &&
-			makedev(ma, mi) == dev;
-	fclose(f);
-	return found;
-}
-
-/*
- * May pid use the drive? Its mount namespace must be on the list. When
- * this process may not look at pid's namespace (an unprivileged server
- * and a caller with other credentials), a drive mounted through vdrived
- * asks instead whether pid's mount table holds this very superblock: a
- * mount belongs to one namespace. Verdicts are cached for a second (a
- * pid is not reused that fast: pids wrap only after pid_max).
- */
-static bool gate_verdict(struct vd_drive *d, pid_t pid)
-{
-	struct vd_gate_ent *e = &d->gate_cache[(unsigned)pid % VD_GATE_CACHE];
-	uint64_t now = now_ns(), ino;
-	char path[64];
-	bool ok = false;
-	struct stat st;
-
-	pthread_mutex_lock(&d->gate_lock);
-	if (e->pid == pid && e->expires > now) {
-		ok = e->ok;
-		pthread_mutex_unlock(&d->gate_lock);
-		return ok;
-	}
-	pthread_mutex_unlock(&d->gate_lock);
-	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
-	if (stat(path, &st) == 0) {
-		ino = (uint64_t)st.st_ino;
-		for (size_t i = 0; i < d->nallowed; i++)
-			if (d->allowed[i] == ino)
-				ok = true;
-	} else if ((errno == EACCES || errno == EPERM) && d->gate_dev) {
-		ok = pid_sees_dev(pid, d->gate_dev);
-	} else {
-		return false; /* gone: nothing to cache */
-	}
-	pthread_mutex_lock(&d->gate_lock);
-	e->pid = pid;
-	e->ok = ok;
-	e->expires = now + VD_GATE_TTL_NS;
-	pthread_mutex_unlock(&d->gate_lock);
-	return ok;
-}
-
-int vd_gate_check(struct vd_drive *d, fuse_req_t req)
-{
-	const struct fuse_ctx *fc = fuse_req_ctx(req);
-
-	if (fc->pid <= 0)
-		return -EACCES; /* not visible from here: another pid ns */
-	return gate_verdict(d, fc->pid) ? 0 : -EACCES;
-}
 
 /* A namespace child stuck this long (a hung drive on its path, say) is
  * killed. */
@@ -398,8 +242,6 @@ void vd_ns_free(struct vd_drive *d)
 		close(d->watch_pipe[0]);
 		close(d->watch_pipe[1]);
 	}
-	if (d->gate)
-		pthread_mutex_destroy(&d->gate_lock);
 }
 
 #if FUSE_MAJOR_VERSION * 100 + FUSE_MINOR_VERSION >= 317
@@ -622,7 +464,7 @@ int vd_ns_mount_via_daemon(struct vd_drive *d, const char *mountpoint)
 		goto out; /* closing s makes the daemon unmount */
 	free(d->mountpoint);
 	d->mountpoint = strdup(path);
-	d->gate_dev = own_mount_dev(path);
+	d->gate_dev = vd_own_mount_dev(path);
 	d->daemon_fd = s;
 	d->via_daemon = true;
 	return 0;

@@ -30,14 +30,19 @@
 		r_;                                                            \
 	})
 
-/* Refuse callers from namespaces the drive is not allowed in. */
-#define GATE(d, req)                                                           \
+/* Refuse callers from namespaces the drive is not allowed in, and
+ * changes from namespaces it is shared with read-only (EROFS). */
+#define GATE_FOR(d, req, write)                                                \
 	do {                                                                   \
-		if ((d)->gate && vd_gate_check((d), (req)) != 0) {             \
-			fuse_reply_err((req), EACCES);                         \
+		int g_;                                                        \
+		if (__atomic_load_n(&(d)->gate, __ATOMIC_ACQUIRE) &&           \
+		    (g_ = vd_gate_check((d), (req), (write))) != 0) {          \
+			fuse_reply_err((req), -g_);                            \
 			return;                                                \
 		}                                                              \
 	} while (0)
+#define GATE(d, req) GATE_FOR(d, req, false)
+#define GATE_W(d, req) GATE_FOR(d, req, true)
 
 /*
  * HANDLE_KILLPRIV_V2 (libfuse >= 3.18, which reports the kernel flag): the
@@ -404,6 +409,10 @@ static void vd_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	struct timespec now;
 	int r;
 
+	/* Only a read-only share needs the gate here: a setattr always
+	 * follows a lookup or open that the gate admitted. */
+	if (__atomic_load_n(&d->nreadonly, __ATOMIC_RELAXED))
+		GATE_W(d, req);
 	if (!d->ops.setattr) {
 		fuse_reply_err(req, ENOSYS);
 		return;
@@ -492,7 +501,7 @@ static void vd_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	vd_node_t node = 0;
 	int r;
 
-	GATE(d, req);
+	GATE_W(d, req);
 
 	if (!d->ops.mknod) {
 		fuse_reply_err(req, ENOSYS);
@@ -515,7 +524,7 @@ static void vd_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	vd_node_t node = 0;
 	int r;
 
-	GATE(d, req);
+	GATE_W(d, req);
 
 	if (!d->ops.mkdir) {
 		fuse_reply_err(req, ENOSYS);
@@ -538,7 +547,7 @@ static void vd_symlink(fuse_req_t req, const char *target, fuse_ino_t parent,
 	vd_node_t node = 0;
 	int r;
 
-	GATE(d, req);
+	GATE_W(d, req);
 
 	if (!d->ops.symlink) {
 		fuse_reply_err(req, ENOSYS);
@@ -561,7 +570,7 @@ static void vd_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	vd_node_t node = NODE(d, ino);
 	int r;
 
-	GATE(d, req);
+	GATE_W(d, req);
 
 	if (!d->ops.link) {
 		fuse_reply_err(req, EPERM);
@@ -581,7 +590,7 @@ static void vd_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct vd_ctx c;
 	int r = -ENOSYS;
 
-	GATE(d, req);
+	GATE_W(d, req);
 
 	mkctx(&c, req);
 	if (d->ops.unlink)
@@ -595,7 +604,7 @@ static void vd_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct vd_ctx c;
 	int r = -ENOSYS;
 
-	GATE(d, req);
+	GATE_W(d, req);
 
 	mkctx(&c, req);
 	if (d->ops.rmdir)
@@ -611,7 +620,7 @@ static void vd_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct vd_ctx c;
 	int r = -ENOSYS;
 
-	GATE(d, req);
+	GATE_W(d, req);
 
 	mkctx(&c, req);
 	if (d->ops.rename)
@@ -627,7 +636,8 @@ static void vd_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct vd_file vf;
 	int r = 0;
 
-	GATE(d, req);
+	GATE_FOR(d, req,
+		 (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC));
 
 	mkctx(&c, req);
 	from_fi(&vf, fi);
@@ -666,7 +676,7 @@ static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fuse_ino_t undo = 0;
 	int r;
 
-	GATE(d, req);
+	GATE_W(d, req);
 
 	mkctx(&c, req);
 	from_fi(&vf, fi);
@@ -1015,7 +1025,7 @@ static void vd_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	struct vd_ctx c;
 	int r = -EOPNOTSUPP;
 
-	GATE(d, req);
+	GATE_W(d, req);
 
 	mkctx(&c, req);
 	if (d->ops.setxattr)
@@ -1094,7 +1104,7 @@ static void vd_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	struct vd_ctx c;
 	int r = -EOPNOTSUPP;
 
-	GATE(d, req);
+	GATE_W(d, req);
 
 	mkctx(&c, req);
 	if (d->ops.removexattr)

@@ -85,15 +85,27 @@ struct vd_drive {
 	bool daemon_io;	    /* mounting through vdrived: clones come from it */
 	bool daemon_clones; /* ... and this libfuse lets them (custom io) */
 	bool gate;	    /* admit only callers in allowed[] namespaces */
-	size_t nallowed;
-	uint64_t allowed[VD_MAX_ALLOWED];
+	/* gate.c: admitted namespaces, the hook for the rest, and verdicts
+	 * cached per pid; all under gate_lock (set up in vd_drive_new). */
 	pthread_mutex_t gate_lock;
-	dev_t gate_dev; /* our superblock, for callers we cannot inspect */
+	size_t nallowed;
+	struct vd_admit {
+		uint64_t ino;
+		unsigned int flags; /* VD_ADMIT_* */
+	} allowed[VD_MAX_ALLOWED];
+	size_t nreadonly; /* admitted read-only: setattr is checked too */
+	int (*gate_hook)(void *arg, pid_t pid, uint64_t mntns_ino);
+	void *gate_hook_arg;
+	uint64_t gate_gen; /* bumped on revoke: cached verdicts are stale */
+	dev_t gate_dev;	   /* our superblock, for callers we cannot inspect */
 	struct vd_gate_ent {
 		pid_t pid;
-		bool ok;
-		uint64_t expires;
+		int verdict; /* -EACCES, or VD_ADMIT_* flags */
+		uint64_t expires, gen;
 	} gate_cache[VD_GATE_CACHE];
+	/* share.c: the drive attached in other namespaces */
+	pthread_mutex_t share_lock;
+	struct vd_attach *attached;
 	bool watching; /* watch_* are valid */
 	int watch_pidfd, watch_pipe[2];
 	pthread_t watch_thread;
@@ -107,8 +119,14 @@ struct vd_entry *vd_nodes_ref(struct vd_nodes *t, vd_node_t node);
 bool vd_nodes_unref(struct vd_nodes *t, struct vd_entry *e, uint64_t n);
 fuse_ino_t vd_nodes_ino(struct vd_nodes *t, vd_node_t node);
 
+/* gate.c: 0, -EACCES, or -EROFS for a write from a read-only share */
+int vd_gate_check(struct vd_drive *d, fuse_req_t req, bool write);
+uint64_t vd_ns_ino_of(const char *path);
+bool vd_gate_admitted(struct vd_drive *d, uint64_t mntns_ino);
+dev_t vd_own_mount_dev(const char *path);
+/* share.c */
+void vd_share_detach_all(struct vd_drive *d);
 /* ns.c */
-int vd_gate_check(struct vd_drive *d, fuse_req_t req);
 void vd_ns_unmount(struct vd_drive *d);
 /* drive.c */
 void vd_unmount_once(struct vd_drive *d);
