@@ -4,6 +4,8 @@
 
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
+# mount(8) looks for its helpers (mount.vdrive, mount.fuse.vdrive) here only.
+SBINDIR ?= /sbin
 CC ?= cc
 PKG_CONFIG ?= pkg-config
 
@@ -132,6 +134,9 @@ install: all
 		> $(DESTDIR)$(PREFIX)/lib/systemd/system/vdrived.service
 	install -d $(DESTDIR)/etc/tmpfiles.d
 	echo 'w $(URING_PARAM) - - - - Y' > $(DESTDIR)/etc/tmpfiles.d/vdrive.conf
+	install -d $(DESTDIR)$(SBINDIR)
+	ln -sf $(PREFIX)/bin/vdrive $(DESTDIR)$(SBINDIR)/mount.vdrive
+	ln -sf $(PREFIX)/bin/vdrive $(DESTDIR)$(SBINDIR)/mount.fuse.vdrive
 	if [ -z "$(DESTDIR)" ]; then ldconfig; $(MAKE) --no-print-directory uring-on; fi
 
 # FUSE over io_uring (option io_uring) is off in the kernel until the

@@ -46,6 +46,8 @@ bool cli_wants_help(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_unmount(int argc, char **argv);
 int cmd_list(int argc, char **argv);
+/* argv[0] is mount.vdrive or mount.fuse.vdrive: mount(8)'s helper. */
+int cli_mount_helper(int argc, char **argv);
 
 extern const char usage_mount[], usage_unmount[], usage_list[];
 

@@ -82,8 +82,13 @@ static int cmd_help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	const char *base = strrchr(argv[0], '/');
 	const struct vd_cmd *c;
 
+	/* Called by mount(8) through /sbin/mount.vdrive or mount.fuse.vdrive */
+	base = base ? base + 1 : argv[0];
+	if (!strncmp(base, "mount.", 6))
+		return cli_mount_helper(argc, argv);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

@@ -360,7 +360,12 @@ int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
  *   "yes" fails the mount without them; "auto", the default, uses it for
  *   VD_OPS_QUICK sources when both are there),
  *   isolate (admit callers from this mount namespace only, as
- *   vd_drive_allow(d, 0): for a drive a privileged container mounts).
+ *   vd_drive_allow(d, 0): for a drive a privileged container mounts),
+ *   and mount(8)'s per-mount flags suid, nosuid, dev, nodev, exec, noexec,
+ *   async, sync, dirsync, noatime, nodiratime, nostrictatime, symfollow,
+ *   nosymfollow (on vd_drive_mount() only, the last of a pair wins; the
+ *   default is nosuid,nodev; vd_drive_mount_ns() always mounts
+ *   nosuid,nodev).
  * Returns -EINVAL, with a message from vd_drive_error(), on a bad option.
  * Only before mounting.
  */

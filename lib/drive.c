@@ -157,6 +157,30 @@ static int set_string(char **dst, const char *v)
 	return 0;
 }
 
+/*
+ * mount(8)'s per-mount flags, which libfuse applies when it mounts on the
+ * host (its own defaults: nosuid,nodev). Kept in order, so the last of
+ * "exec,noexec" wins as with mount(8).
+ */
+static const char *const mount_flags[] = {
+	"suid",	      "nosuid",	       "dev",	    "nodev",	   "exec",
+	"noexec",     "async",	       "sync",	    "dirsync",	   "noatime",
+	"nodiratime", "nostrictatime", "symfollow", "nosymfollow", NULL,
+};
+
+static int add_mount_flag(struct vd_drive *d, const char *flag)
+{
+	size_t n = d->mntflags ? strlen(d->mntflags) : 0;
+	char *s = realloc(d->mntflags, n + strlen(flag) + 2);
+
+	if (!s)
+		return -ENOMEM;
+	s[n] = ',';
+	strcpy(s + n + 1, flag);
+	d->mntflags = s;
+	return 0;
+}
+
 /* One "key" or "key=value" option. */
 static int set_option(struct vd_drive *d, char *key)
 {
@@ -166,6 +190,9 @@ static int set_option(struct vd_drive *d, char *key)
 
 	if (v)
 		*v++ = '\0';
+	for (int i = 0; mount_flags[i] && !v; i++)
+		if (!strcmp(key, mount_flags[i]))
+			return add_mount_flag(d, key);
 	if (!strcmp(key, "ro") || !strcmp(key, "allow_other") ||
 	    !strcmp(key, "kernel_cache") || !strcmp(key, "direct_io") ||
 	    !strcmp(key, "writeback_cache") ||
@@ -324,12 +351,12 @@ int vd_drive_mount(struct vd_drive *d, const char *mountpoint)
 	uring = want_uring(d);
 	if (uring < 0)
 		return uring;
-	snprintf(opts, sizeof(opts), "fsname=%s,subtype=%s%s%s%s%s",
+	snprintf(opts, sizeof(opts), "fsname=%s,subtype=%s%s%s%s%s%s",
 		 d->fsname ? d->fsname : "vdrive",
 		 d->subtype ? d->subtype : "vdrive",
 		 d->default_permissions ? ",default_permissions" : "",
 		 d->allow_other ? ",allow_other" : "", d->ro ? ",ro" : "",
-		 uring ? ",io_uring" : "");
+		 uring ? ",io_uring" : "", d->mntflags ? d->mntflags : "");
 	argv[0] = "vdrive";
 	argv[1] = "-o";
 	argv[2] = opts;
@@ -593,6 +620,7 @@ void vd_drive_free(struct vd_drive *d)
 	free(d->ns_path);
 	free(d->fsname);
 	free(d->subtype);
+	free(d->mntflags);
 	free(d);
 }
 

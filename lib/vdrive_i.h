@@ -45,6 +45,7 @@ struct vd_drive {
 	char *mountpoint;
 	char *fsname;
 	char *subtype;
+	char *mntflags; /* ",noexec,noatime...": mount(8)'s per-mount flags */
 	char err[256];
 
 	struct vd_nodes nodes;
