@@ -6,6 +6,10 @@ PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 # mount(8) looks for its helpers (mount.vdrive, mount.fuse.vdrive) here only.
 SBINDIR ?= /sbin
+MANDIR ?= $(PREFIX)/share/man
+# bash-completion loads completions/CMD from each of $XDG_DATA_DIRS
+# (default /usr/local/share:/usr/share) on first use of CMD.
+COMPLDIR ?= $(PREFIX)/share/bash-completion/completions
 CC ?= cc
 PKG_CONFIG ?= pkg-config
 
@@ -74,7 +78,26 @@ ifneq ($(DAEMON_SRC),)
 ALL += $(B)/vdrived
 endif
 
+# Manual pages, made from the tools' own help and the header's comments.
+MAN := $(B)/man/vdrive.1 $(B)/man/vdrive.h.3
+ifneq ($(DAEMON_SRC),)
+MAN += $(B)/man/vdrived.8
+endif
+ALL += $(MAN)
+
 all: $(ALL)
+
+$(B)/man/vdrive.1: $(B)/vdrive scripts/mkman.pl
+	@mkdir -p $(dir $@)
+	perl scripts/mkman.pl vdrive $(B)/vdrive > $@.tmp && mv $@.tmp $@
+
+$(B)/man/vdrived.8: $(B)/vdrived scripts/mkman.pl
+	@mkdir -p $(dir $@)
+	perl scripts/mkman.pl vdrived $(B)/vdrived > $@.tmp && mv $@.tmp $@
+
+$(B)/man/vdrive.h.3: include/vdrive.h scripts/mkman.pl
+	@mkdir -p $(dir $@)
+	perl scripts/mkman.pl header include/vdrive.h > $@.tmp && mv $@.tmp $@
 
 $(B)/lib/%.o: lib/%.c lib/vdrive_i.h include/vdrive.h $(wildcard common/*.h) $(LIBFUSE_STAMP)
 	@mkdir -p $(dir $@)
@@ -134,6 +157,12 @@ install: all
 		> $(DESTDIR)$(PREFIX)/lib/systemd/system/vdrived.service
 	install -d $(DESTDIR)/etc/tmpfiles.d
 	echo 'w $(URING_PARAM) - - - - Y' > $(DESTDIR)/etc/tmpfiles.d/vdrive.conf
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man8
+	install -m 644 $(B)/man/vdrive.1 $(DESTDIR)$(MANDIR)/man1/vdrive.1
+	install -m 644 $(B)/man/vdrive.h.3 $(DESTDIR)$(MANDIR)/man3/vdrive.h.3
+	if [ -f $(B)/man/vdrived.8 ]; then install -m 644 $(B)/man/vdrived.8 $(DESTDIR)$(MANDIR)/man8/vdrived.8; fi
+	install -d $(DESTDIR)$(COMPLDIR)
+	install -m 644 cli/completion.bash $(DESTDIR)$(COMPLDIR)/vdrive
 	install -d $(DESTDIR)$(SBINDIR)
 	ln -sf $(PREFIX)/bin/vdrive $(DESTDIR)$(SBINDIR)/mount.vdrive
 	ln -sf $(PREFIX)/bin/vdrive $(DESTDIR)$(SBINDIR)/mount.fuse.vdrive

@@ -71,7 +71,8 @@ static int cmd_help(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	c = find_cmd(argv[1]);
+	/* `vdrive help --help` is help's own help. */
+	c = cli_wants_help(argc, argv) ? find_cmd("help") : find_cmd(argv[1]);
 	if (!c) {
 		cli_err("no command '%s' (see `vdrive help`)", argv[1]);
 		return 2;

@@ -31,6 +31,41 @@ static const char *const ignored[] = {
 	"noauto", "_netdev", "nofail", "defaults", NULL,
 };
 
+/* The help, also the MOUNT HELPER section of vdrive(1). */
+static void usage(FILE *f)
+{
+	fputs("usage: mount -t vdrive SOURCE MOUNTPOINT [-o OPTS]\n"
+	      "       mount -t fuse.vdrive SOURCE MOUNTPOINT [-o OPTS]\n"
+	      "       mount.vdrive SOURCE MOUNTPOINT [-sfnv] [-o OPTS]\n"
+	      "\n"
+	      "mount(8)'s helper, installed as /sbin/mount.vdrive and\n"
+	      "/sbin/mount.fuse.vdrive: runs `vdrive mount SOURCE MOUNTPOINT "
+	      "-o "
+	      "OPTS`.\n"
+	      "An /etc/fstab line:\n"
+	      "  sqlite:/srv/app.db /srv/files fuse.vdrive "
+	      "_netdev,x-systemd.automount,nofail 0 0\n"
+	      "`umount MOUNTPOINT` ends the drive.\n"
+	      "\n"
+	      "  -o OPTS        `vdrive mount` options (mount(8)'s rw, ro, "
+	      "noexec,\n"
+	      "                 noatime, nosuid, nodev... among them); "
+	      "name=NAME\n"
+	      "                 names the drive; suid,dev unless nosuid or "
+	      "nodev\n"
+	      "                 (as mount.fuse3); ignored:",
+	      f);
+	for (int i = 1; ignored[i]; i++)
+		fprintf(f, "%s%s", i % 5 ? " " : "\n                 ",
+			ignored[i]);
+	fputs(" comment=... x-...;\n"
+	      "                 anything else fails the mount\n"
+	      "  -s             sloppy: drop unknown options with a warning\n"
+	      "  -f             fake: check the options, mount nothing\n"
+	      "  -n, -v         accepted, no effect\n",
+	      f);
+}
+
 static bool is_ignored(const char *opt)
 {
 	if (!strncmp(opt, "x-", 2) || !strncmp(opt, "comment=", 8))
@@ -80,12 +115,13 @@ int cli_mount_helper(int argc, char **argv)
 	char *copy, *tok, *save = NULL, *margv[8];
 	int r, n = 0;
 
+	if (argc == 2 &&
+	    (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		usage(stdout);
+		return 0;
+	}
 	if (argc < 3 || argv[1][0] == '-') {
-		fprintf(stderr,
-			"usage: %s SOURCE MOUNTPOINT [-sfnv] [-o OPTS]\n"
-			"(mount(8)'s helper: `mount -t vdrive SOURCE "
-			"MOUNTPOINT -o OPTS`)\n",
-			prog);
+		usage(stderr);
 		return 1;
 	}
 	for (int i = 3; i < argc; i++) {
