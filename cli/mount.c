@@ -269,7 +269,7 @@ static int run_drive(struct mount_args *a, int status_fd)
 	pthread_t th;
 	struct stat st;
 	struct cli_container ct = {.ns_fd = -1};
-	int r, sig;
+	int r;
 
 	/* Signals are taken by sigwait below, never by a worker thread. */
 	sigemptyset(&set);
@@ -345,8 +345,9 @@ static int run_drive(struct mount_args *a, int status_fd)
 		       strerror(-r));
 	report(status_fd, "");
 
-	/* Any of them ends the drive; SIGUSR1 means it was unmounted. */
-	sigwait(&set, &sig);
+	/* Any of them ends the drive; SIGUSR1 means it was unmounted.
+	 * Until then, `vdrive share` and `unshare` are served. */
+	cli_ctl_run(d, &rec, &set);
 	vd_drive_stop(d);
 	pthread_join(th, NULL);
 	cli_rec_remove(a->name);
