@@ -444,8 +444,7 @@ int vd_drive_set_gate_hook(struct vd_drive *d,
  * of the namespace until vd_drive_detach() or unmount (which detaches
  * every share): detach when the target goes away, or its namespace
  * outlives it. Needs CAP_SYS_ADMIN. Returns 0, -EINVAL (bad path, not
- * mounted), -EEXIST (already attached there, or the drive's own
- * namespace), -ENOSPC (too many shares), or the kernel's error, with a
+ * mounted), -EEXIST (already attached there), -ENOSPC (too many shares), or the kernel's error, with a
  * message from vd_drive_error().
  */
 int vd_drive_attach(struct vd_drive *d, const char *path, int mntns_fd,
