@@ -34,6 +34,7 @@ struct vd_rec {
 	char mountpoint[4096];
 	char container[256]; /* empty: the host */
 	pid_t pid;
+	bool via_daemon; /* mounted through vdrived: shared through it */
 	int nshares;
 	struct cli_share shares[CLI_MAX_SHARES];
 };

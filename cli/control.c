@@ -10,6 +10,7 @@
  *
  *   share container|host ro|rw PID LABEL PATH     (namespace attached)
  *   share smb ro|rw 0 NAME SPEC                   (see smb.c)
+ *   share daemon ro|rw 0 host|pid:N NAME          (a drive from vdrived)
  *   unshare container|host|smb LABEL              (namespace optional)
  *
  * The loop also watches each container a share went to (a pidfd of its
@@ -39,6 +40,7 @@ struct share_state {
 	uint64_t ino; /* target mount namespace (0 for smb) */
 	int pidfd;    /* the target's init, or smbd; -1: nothing to watch */
 	struct cli_smb *smb;
+	char remote[72]; /* shared through vdrived under this name */
 };
 
 struct ctl {
@@ -72,6 +74,8 @@ static void end_share(struct ctl *c, int i)
 
 	if (c->st[i].smb)
 		cli_smb_stop(c->d, c->st[i].smb);
+	else if (c->st[i].remote[0])
+		vd_drive_unshare_remote(c->d, s->label, c->st[i].remote);
 	else
 		vd_drive_detach(c->d, s->path, c->st[i].ino);
 	forget(c, i);
@@ -105,8 +109,11 @@ static int do_share(struct ctl *c, int cfd, char *args, int nsfd)
 	if (c->rec->nshares == CLI_MAX_SHARES)
 		return reply(cfd, ENOSPC, "too many shares on this drive");
 	for (i = 0; i < c->rec->nshares; i++)
-		if (!strcmp(c->rec->shares[i].kind, kind) &&
-		    !strcmp(c->rec->shares[i].label, label))
+		if ((!strcmp(c->rec->shares[i].kind, kind) ||
+		     !strcmp(kind, "daemon")) &&
+		    !strcmp(c->rec->shares[i].label, label) &&
+		    (strcmp(kind, "host") ||
+		     !strcmp(c->rec->shares[i].path, args)))
 			return reply(cfd, EEXIST, "already shared there");
 	i = c->rec->nshares;
 	s = &c->rec->shares[i];
@@ -124,6 +131,17 @@ static int do_share(struct ctl *c, int cfd, char *args, int nsfd)
 			return reply(cfd, -r, msg);
 		c->st[i].pidfd = cli_smb_pidfd(c->st[i].smb);
 		snprintf(s->state, sizeof(s->state), "serving");
+	} else if (!strcmp(kind, "daemon")) {
+		/* label: host or pid:N; args: the share's name */
+		r = vd_drive_share_remote(c->d, label, args,
+					  s->ro ? VD_ADMIT_READONLY : 0,
+					  s->path, sizeof(s->path));
+		if (r)
+			return reply(cfd, -r, vd_drive_error(c->d));
+		snprintf(s->kind, sizeof(s->kind), "%s",
+			 strcmp(label, "host") ? "container" : "host");
+		snprintf(c->st[i].remote, sizeof(c->st[i].remote), "%s", args);
+		snprintf(s->state, sizeof(s->state), "attached");
 	} else if (!strcmp(kind, "container") || !strcmp(kind, "host")) {
 		if (nsfd < 0 || fstat(nsfd, &st) != 0)
 			return reply(cfd, EINVAL, "no namespace attached");

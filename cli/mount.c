@@ -337,6 +337,7 @@ static int run_drive(struct mount_args *a, int status_fd)
 	snprintf(rec.source, sizeof(rec.source), "%s", a->spec);
 	snprintf(rec.mountpoint, sizeof(rec.mountpoint), "%s", a->mountpoint);
 	rec.pid = getpid();
+	rec.via_daemon = vd_drive_via_daemon(d);
 	if (a->container)
 		snprintf(rec.container, sizeof(rec.container), "%s", ct.label);
 	r = cli_rec_write(&rec);

@@ -274,13 +274,13 @@ static int parse(int argc, char **argv, struct share_args *a, bool unshare)
 	}
 	if (unshare) {
 		if (a->at || a->ro || a->listen || a->netns || a->user ||
-		    a->pwfile || a->guest || (a->smb_name && !a->smb)) {
+		    a->pwfile || a->guest) {
 			cli_err("unshare: takes only the target\n%s", usage);
 			return 2;
 		}
 		return 0;
 	}
-	if (a->host_flag && (!a->host || a->host[0] != '/')) {
+	if (a->host && a->host[0] != '/') {
 		cli_err("share: --host needs an absolute PATH");
 		return 2;
 	}
@@ -288,10 +288,10 @@ static int parse(int argc, char **argv, struct share_args *a, bool unshare)
 		cli_err("share: --at needs --container and an absolute PATH");
 		return 2;
 	}
-	if (!a->smb && (a->smb_name || a->listen || a->netns || a->user ||
-			a->pwfile || a->guest)) {
-		cli_err("share: --name, --listen, --netns, --user, "
-			"--password-file and --guest go with --smb");
+	if (!a->smb &&
+	    (a->listen || a->netns || a->user || a->pwfile || a->guest)) {
+		cli_err("share: --listen, --netns, --user, --password-file and "
+			"--guest go with --smb");
 		return 2;
 	}
 	if (a->smb && !a->guest && (!a->user || !a->pwfile)) {
@@ -361,6 +361,60 @@ static int smb_spec(const struct share_args *a, char *out, size_t n)
 	return 0;
 }
 
+/*
+ * A drive made through vdrived (inside an unprivileged container): the
+ * daemon attaches it, at its share folder /NAME in the target, which is
+ * the host or the container of a host pid (this container cannot resolve
+ * other containers' names).
+ */
+static int run_daemon(const struct share_args *a, const struct vd_rec *rec,
+		      bool unshare)
+{
+	const char *name = a->smb_name ? a->smb_name : rec->name;
+	char target[32], req[512], answer[1100];
+	const char *ref = a->container;
+	char *end;
+	long pid;
+
+	if (a->host || a->at) {
+		cli_err("drive '%s' was made through vdrived, which attaches "
+			"it at its own share folder: name the share with "
+			"--name NAME instead of a path",
+			rec->name);
+		return 2;
+	}
+	if (!plain_word(name)) {
+		cli_err("share: bad share name '%s'", name);
+		return 2;
+	}
+	if (ref) {
+		if (!strncmp(ref, "pid:", 4))
+			ref += 4;
+		pid = strtol(ref, &end, 10);
+		if (*end || pid <= 0) {
+			cli_err("drive '%s' was made through vdrived: name the "
+				"container by a host pid (--container PID)",
+				rec->name);
+			return 2;
+		}
+		snprintf(target, sizeof(target), "pid:%ld", pid);
+	} else {
+		snprintf(target, sizeof(target), "host");
+	}
+	if (unshare)
+		snprintf(req, sizeof(req), "unshare %s %s\n",
+			 ref ? "container" : "host", target);
+	else
+		snprintf(req, sizeof(req), "share daemon %s 0 %s %s\n",
+			 a->ro ? "ro" : "rw", target, name);
+	if (ask_drive(rec, req, -1, answer, sizeof(answer)))
+		return 1;
+	if (!unshare)
+		printf("%s: shared with %s at %s%s\n", rec->name, target,
+		       answer, a->ro ? " (read-only)" : "");
+	return 0;
+}
+
 static int run(int argc, char **argv, bool unshare)
 {
 	struct cli_container ct = {.ns_fd = -1};
@@ -375,6 +429,17 @@ static int run(int argc, char **argv, bool unshare)
 		return r;
 	if (find_drive(argv[optind], &rec))
 		return 1;
+	if (rec.via_daemon && !a.smb)
+		return run_daemon(&a, &rec, unshare);
+	if (a.smb_name && !a.smb) {
+		cli_err("share: --name goes with --smb, or with a drive made "
+			"through vdrived");
+		return 2;
+	}
+	if (a.host_flag && !a.host && !unshare) {
+		cli_err("share: --host needs an absolute PATH");
+		return 2;
+	}
 	if (a.container) {
 		if (cli_container_resolve(a.container, a.dhost, &ct, msg,
 					  sizeof(msg)) != 0) {

@@ -73,6 +73,8 @@ int cli_rec_write(const struct vd_rec *r)
 		return -errno;
 	fprintf(f, "name=%s\nsource=%s\nmountpoint=%s\ncontainer=%s\npid=%d\n",
 		r->name, r->source, r->mountpoint, r->container, (int)r->pid);
+	if (r->via_daemon)
+		fputs("via=vdrived\n", f);
 	/* The path is last: it is the one field that may hold a '|'. */
 	for (int i = 0; i < r->nshares; i++)
 		fprintf(f, "share=%s|%s|%s|%s|%s\n", r->shares[i].kind,
@@ -136,6 +138,8 @@ int cli_rec_read(const char *name, struct vd_rec *r)
 			snprintf(r->container, sizeof(r->container), "%s", v);
 		else if (!strcmp(line, "pid"))
 			r->pid = (pid_t)atoi(v);
+		else if (!strcmp(line, "via"))
+			r->via_daemon = !strcmp(v, "vdrived");
 		else if (!strcmp(line, "share") && r->nshares < CLI_MAX_SHARES)
 			parse_share(v, &r->shares[r->nshares++]);
 	}
