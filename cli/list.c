@@ -11,7 +11,11 @@ const char usage_list[] = "usage: vdrive list [--json]\n"
 			  "Show every drive recorded in the registry: name, "
 			  "source, mount point,\n"
 			  "container, pid and state (running, or dead when its "
-			  "process is gone).\n";
+			  "process is gone),\n"
+			  "then each place it is shared: a container or the "
+			  "host (where it is\n"
+			  "attached) or SMB (its address), read-only or not, "
+			  "and the share's state.\n";
 
 /* JSON string with the escapes the values can need. */
 static void json_str(const char *s)
@@ -42,8 +46,25 @@ static int print_json(const struct vd_rec *r, void *arg)
 	json_str(r->mountpoint);
 	fputs(", \"container\": ", stdout);
 	json_str(r->container[0] ? r->container : "host");
-	printf(", \"pid\": %d, \"state\": \"%s\"}", (int)r->pid,
+	printf(", \"pid\": %d, \"state\": \"%s\", \"shares\": [", (int)r->pid,
 	       cli_pid_alive(r->pid) ? "running" : "dead");
+	for (int i = 0; i < r->nshares; i++) {
+		const struct cli_share *s = &r->shares[i];
+
+		fputs(i ? ", {\"kind\": " : "{\"kind\": ", stdout);
+		json_str(s->kind);
+		fputs(", \"target\": ", stdout);
+		json_str(s->label);
+		fputs(!strcmp(s->kind, "smb") ? ", \"address\": "
+					      : ", \"path\": ",
+		      stdout);
+		json_str(s->path);
+		printf(", \"read_only\": %s, \"state\": ",
+		       s->ro ? "true" : "false");
+		json_str(s->state);
+		fputs("}", stdout);
+	}
+	fputs("]}", stdout);
 	return 0;
 }
 
@@ -57,6 +78,11 @@ static int print_row(const struct vd_rec *r, void *arg)
 	printf("%-16s %-24s %-32s %-12s %-8d %s\n", r->name, r->source,
 	       r->mountpoint, r->container[0] ? r->container : "host",
 	       (int)r->pid, cli_pid_alive(r->pid) ? "running" : "dead");
+	/* Every place the drive is attached, and every network share. */
+	for (int i = 0; i < r->nshares; i++)
+		printf("  shared: %-9s %-20s %s%s (%s)\n", r->shares[i].kind,
+		       r->shares[i].label, r->shares[i].path,
+		       r->shares[i].ro ? " read-only" : "", r->shares[i].state);
 	return 0;
 }
 

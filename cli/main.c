@@ -13,7 +13,10 @@ static int cmd_help(int argc, char **argv);
 static const struct vd_cmd cmds[] = {
 	{"mount", cmd_mount, usage_mount, "mount a drive"},
 	{"unmount", cmd_unmount, usage_unmount, "stop a drive and unmount it"},
-	{"list", cmd_list, usage_list, "show the live drives"},
+	{"list", cmd_list, usage_list, "show the live drives and their shares"},
+	{"share", cmd_share, usage_share,
+	 "share a drive with a container, the host, or over SMB"},
+	{"unshare", cmd_unshare, usage_unshare, "end a share"},
 	{"help", cmd_help, "usage: vdrive help [COMMAND]\n", "show help"},
 };
 

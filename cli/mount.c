@@ -272,7 +272,7 @@ static int run_drive(struct mount_args *a, int status_fd)
 	pthread_t th;
 	struct stat st;
 	struct cli_container ct = {.ns_fd = -1};
-	int r, sig;
+	int r;
 
 	/* Signals are taken by sigwait below, never by a worker thread. */
 	sigemptyset(&set);
@@ -340,6 +340,7 @@ static int run_drive(struct mount_args *a, int status_fd)
 	snprintf(rec.source, sizeof(rec.source), "%s", a->spec);
 	snprintf(rec.mountpoint, sizeof(rec.mountpoint), "%s", a->mountpoint);
 	rec.pid = getpid();
+	rec.via_daemon = vd_drive_via_daemon(d);
 	if (a->container)
 		snprintf(rec.container, sizeof(rec.container), "%s", ct.label);
 	r = cli_rec_write(&rec);
@@ -348,8 +349,9 @@ static int run_drive(struct mount_args *a, int status_fd)
 		       strerror(-r));
 	report(status_fd, "");
 
-	/* Any of them ends the drive; SIGUSR1 means it was unmounted. */
-	sigwait(&set, &sig);
+	/* Any of them ends the drive; SIGUSR1 means it was unmounted.
+	 * Until then, `vdrive share` and `unshare` are served. */
+	cli_ctl_run(d, &rec, &set);
 	vd_drive_stop(d);
 	pthread_join(th, NULL);
 	cli_rec_remove(a->name);

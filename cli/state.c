@@ -73,12 +73,41 @@ int cli_rec_write(const struct vd_rec *r)
 		return -errno;
 	fprintf(f, "name=%s\nsource=%s\nmountpoint=%s\ncontainer=%s\npid=%d\n",
 		r->name, r->source, r->mountpoint, r->container, (int)r->pid);
+	if (r->via_daemon)
+		fputs("via=vdrived\n", f);
+	/* The path is last: it is the one field that may hold a '|'. */
+	for (int i = 0; i < r->nshares; i++)
+		fprintf(f, "share=%s|%s|%s|%s|%s\n", r->shares[i].kind,
+			r->shares[i].label, r->shares[i].ro ? "ro" : "rw",
+			r->shares[i].state, r->shares[i].path);
 	if (fclose(f) != 0 || rename(tmp, path) != 0) {
 		e = -errno;
 		unlink(tmp);
 		return e;
 	}
 	return 0;
+}
+
+/* KIND|LABEL|ro|STATE|PATH */
+static void parse_share(char *v, struct cli_share *s)
+{
+	char *f[5];
+	int i;
+
+	memset(s, 0, sizeof(*s));
+	for (i = 0; i < 4 && v; i++) {
+		f[i] = v;
+		v = strchr(v, '|');
+		if (v)
+			*v++ = '\0';
+	}
+	if (i < 4 || !v)
+		return;
+	snprintf(s->kind, sizeof(s->kind), "%s", f[0]);
+	snprintf(s->label, sizeof(s->label), "%s", f[1]);
+	s->ro = !strcmp(f[2], "ro");
+	snprintf(s->state, sizeof(s->state), "%s", f[3]);
+	snprintf(s->path, sizeof(s->path), "%s", v);
 }
 
 int cli_rec_read(const char *name, struct vd_rec *r)
@@ -109,18 +138,30 @@ int cli_rec_read(const char *name, struct vd_rec *r)
 			snprintf(r->container, sizeof(r->container), "%s", v);
 		else if (!strcmp(line, "pid"))
 			r->pid = (pid_t)atoi(v);
+		else if (!strcmp(line, "via"))
+			r->via_daemon = !strcmp(v, "vdrived");
+		else if (!strcmp(line, "share") && r->nshares < CLI_MAX_SHARES)
+			parse_share(v, &r->shares[r->nshares++]);
 	}
 	fclose(f);
 	return r->name[0] ? 0 : -EINVAL;
 }
 
-/* Removes the record and the drive's log: a clean exit needs neither. */
+void cli_ctl_path(char *buf, size_t n, const char *name)
+{
+	snprintf(buf, n, "%s/%s.ctl", cli_rundir(), name);
+}
+
+/* Removes the record, the drive's log and its control socket: a clean
+ * exit needs none of them. */
 int cli_rec_remove(const char *name)
 {
 	char path[PATH_MAX], log[PATH_MAX + 8];
 
 	rec_path(path, sizeof(path), name);
 	snprintf(log, sizeof(log), "%s.log", path);
+	unlink(log);
+	cli_ctl_path(log, sizeof(log), name);
 	unlink(log);
 	return unlink(path) ? -errno : 0;
 }
@@ -136,7 +177,7 @@ int cli_rec_each(int (*fn)(const struct vd_rec *r, void *arg), void *arg)
 		return errno == ENOENT ? 0 : -errno;
 	while ((de = readdir(dir))) {
 		if (de->d_name[0] == '.' || strstr(de->d_name, ".tmp") ||
-		    strstr(de->d_name, ".log"))
+		    strstr(de->d_name, ".log") || strstr(de->d_name, ".ctl"))
 			continue;
 		if (cli_rec_read(de->d_name, &r) != 0)
 			continue;

@@ -361,6 +361,9 @@ int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
  *   VD_OPS_QUICK sources when both are there),
  *   isolate (admit callers from this mount namespace only, as
  *   vd_drive_allow(d, 0): for a drive a privileged container mounts),
+ *   shareable (through vdrived: mount so that the drive can later be
+ *   shared with vd_drive_share_remote(); vdrived then answers its gate,
+ *   one question per caller pid and second),
  *   and mount(8)'s per-mount flags suid, nosuid, dev, nodev, exec, noexec,
  *   async, sync, dirsync, noatime, nodiratime, nostrictatime, symfollow,
  *   nosymfollow (on vd_drive_mount() only, the last of a pair wins; the
@@ -449,9 +452,8 @@ int vd_drive_set_gate_hook(struct vd_drive *d,
  * of the namespace until vd_drive_detach() or unmount (which detaches
  * every share): detach when the target goes away, or its namespace
  * outlives it. Needs CAP_SYS_ADMIN. Returns 0, -EINVAL (bad path, not
- * mounted), -EEXIST (already attached there, or the drive's own
- * namespace), -ENOSPC (too many shares), or the kernel's error, with a
- * message from vd_drive_error().
+ * mounted), -EEXIST (already attached there), -ENOSPC (too many shares), or the
+ * kernel's error, with a message from vd_drive_error().
  */
 int vd_drive_attach(struct vd_drive *d, const char *path, int mntns_fd,
 		    unsigned int flags);
@@ -462,6 +464,31 @@ int vd_drive_attach(struct vd_drive *d, const char *path, int mntns_fd,
  * there. -ENOENT if there is no such share.
  */
 int vd_drive_detach(struct vd_drive *d, const char *path, uint64_t mntns_ino);
+
+/*
+ * For a drive mounted through vdrived (inside an unprivileged container):
+ * true. Such a drive is shared with vd_drive_share_remote().
+ */
+int vd_drive_via_daemon(const struct vd_drive *d);
+
+/*
+ * Ask vdrived to attach this drive elsewhere: target "host", or "pid:N"
+ * for the container of host pid N. vdrived picks the place, its share
+ * folder /NAME there (name: letters, digits, '-', '_', '.'), copied to
+ * where; its policy says which targets a container may use (default: the
+ * host, and containers whose process runs as the same host uid), and a
+ * container never shares with itself. Needs a drive mounted with the
+ * option "shareable" (its gate is then answered by vdrived, which can
+ * place any caller). Returns 0, -EPERM (policy, or not shareable),
+ * -EEXIST, -ESRCH (no such target), -ENOSPC, with vd_drive_error() set.
+ */
+int vd_drive_share_remote(struct vd_drive *d, const char *target,
+			  const char *name, unsigned int flags, char *where,
+			  size_t n);
+
+/* Undo vd_drive_share_remote(); -ENOENT if there is no such share. */
+int vd_drive_unshare_remote(struct vd_drive *d, const char *target,
+			    const char *name);
 
 /* One share, as vd_drive_shares() reports it. */
 struct vd_share {

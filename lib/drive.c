@@ -223,6 +223,10 @@ static int set_option(struct vd_drive *d, char *key)
 	}
 	if (!strcmp(key, "isolate") && !v)
 		return vd_drive_allow(d, 0); /* this namespace only */
+	if (!strcmp(key, "shareable") && !v) {
+		d->shareable = true;
+		return 0;
+	}
 	if (!strcmp(key, "no_perm_check") && !v) {
 		d->default_permissions = false;
 		return 0;

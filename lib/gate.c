@@ -212,6 +212,19 @@ static int gate_verdict(struct vd_drive *d, pid_t pid)
 	}
 	gen = d->gate_gen;
 	pthread_mutex_unlock(&d->gate_lock);
+	if (d->gate_daemon) {
+		pid_t local = 0;
+
+		v = vd_ns_daemon_gate(d, pid, &local);
+		pthread_mutex_lock(&d->gate_lock);
+		e->pid = pid;
+		e->verdict = v;
+		e->local = local;
+		e->expires = now + VD_GATE_TTL_NS;
+		e->gen = gen;
+		pthread_mutex_unlock(&d->gate_lock);
+		return v;
+	}
 	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
 	if (stat(path, &st) == 0) {
 		ino = (uint64_t)st.st_ino;
@@ -244,6 +257,20 @@ static int gate_verdict(struct vd_drive *d, pid_t pid)
 	}
 	pthread_mutex_unlock(&d->gate_lock);
 	return v;
+}
+
+/* For a drive gated by vdrived: the caller's pid in our own pid
+ * namespace, as the gate last learnt it (0: unknown or not ours). */
+pid_t vd_gate_local_pid(struct vd_drive *d, pid_t pid)
+{
+	struct vd_gate_ent *e = &d->gate_cache[(unsigned)pid % VD_GATE_CACHE];
+	pid_t local = 0;
+
+	pthread_mutex_lock(&d->gate_lock);
+	if (e->pid == pid)
+		local = e->local;
+	pthread_mutex_unlock(&d->gate_lock);
+	return local;
 }
 
 int vd_gate_check(struct vd_drive *d, fuse_req_t req, bool write)

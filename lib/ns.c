@@ -250,13 +250,16 @@ void vd_ns_free(struct vd_drive *d)
 
 static int recv_reply(int sock, char *buf, size_t size, int *fd);
 
+/* One request at a time on each daemon connection (clones from the
+ * serving threads, gate questions, shares). */
+static pthread_mutex_t clone_lock = PTHREAD_MUTEX_INITIALIZER;
+
 #ifdef VD_DAEMON_CLONES
 /*
  * libfuse asks for a clone of the connection for each worker thread by
  * master descriptor only, so the daemon connection of each master lives
- * here. The lock also keeps one request at a time on each connection.
+ * here.
  */
-static pthread_mutex_t clone_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
 	int master, sock;
 } clone_map[32];
@@ -429,8 +432,9 @@ int vd_ns_mount_via_daemon(struct vd_drive *d, const char *mountpoint)
 			     strerror(errno));
 		goto out;
 	}
-	snprintf(req, sizeof(req), "mount %s%s%s %s\n", d->ro ? "ro," : "",
+	snprintf(req, sizeof(req), "mount %s%s%s%s %s\n", d->ro ? "ro," : "",
 		 d->allow_other ? "allow_other," : "",
+		 d->shareable ? "shareable," : "",
 		 d->default_permissions ? "default_permissions" : "-", path);
 	if (write(s, req, strlen(req)) != (ssize_t)strlen(req)) {
 		r = -EIO;
@@ -451,10 +455,12 @@ int vd_ns_mount_via_daemon(struct vd_drive *d, const char *mountpoint)
 		vd_set_error(d, "vdrived refused: %s", reply);
 		goto out;
 	}
-	/* This drive lives in our namespace only; nobody else may use it. */
+	/* This drive lives in our namespace only; nobody else may use it
+	 * (a shareable one: nobody the daemon does not admit). */
 	r = vd_drive_allow(d, 0);
 	if (r)
 		goto out;
+	d->gate_daemon = d->shareable;
 	snprintf(fdpath, sizeof(fdpath), "/dev/fd/%d", fd);
 	d->daemon_fd = s;
 	d->daemon_io = true;
@@ -472,5 +478,113 @@ out:
 	if (fd >= 0)
 		close(fd);
 	close(s);
+	return r;
+}
+
+/* Send one request line on the drive's daemon connection and read the
+ * one-line answer into buf: 0 for "ok ...", else -errno from "err". */
+static int daemon_ask(struct vd_drive *d, const char *req, char *buf, size_t n)
+{
+	int fd = -1, r, err;
+
+	/* daemon_io: still mounting, daemon_fd already valid */
+	if (!d->via_daemon && !d->daemon_io)
+		return -EINVAL;
+	pthread_mutex_lock(&clone_lock);
+	if (send(d->daemon_fd, req, strlen(req), MSG_NOSIGNAL) !=
+	    (ssize_t)strlen(req))
+		r = -EIO;
+	else
+		r = recv_reply(d->daemon_fd, buf, n, &fd);
+	pthread_mutex_unlock(&clone_lock);
+	if (fd >= 0)
+		close(fd);
+	if (r)
+		return r;
+	buf[strcspn(buf, "\n")] = '\0';
+	if (!strncmp(buf, "ok", 2))
+		return 0;
+	err = EIO;
+	if (sscanf(buf, "err %d", &err) != 1 || err <= 0)
+		err = EIO;
+	return -err;
+}
+
+int vd_ns_daemon_gate(struct vd_drive *d, pid_t pid, pid_t *local)
+{
+	char req[64], buf[128];
+	int ro = 0, lp = 0;
+
+	snprintf(req, sizeof(req), "gate %d\n", (int)pid);
+	/* Fail closed: no daemon, no admission. */
+	if (daemon_ask(d, req, buf, sizeof(buf)) != 0 ||
+	    sscanf(buf, "ok %d %d", &ro, &lp) != 2)
+		return -EACCES;
+	*local = (pid_t)lp;
+	return ro ? (int)VD_ADMIT_READONLY : 0;
+}
+
+int vd_drive_via_daemon(const struct vd_drive *d)
+{
+	return d && d->via_daemon;
+}
+
+/* A plain word: what vdrived accepts as a share name. */
+static bool plain(const char *s)
+{
+	if (!s || !*s || strlen(s) > 64)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' ||
+		      *s == '.'))
+			return false;
+	return true;
+}
+
+int vd_drive_share_remote(struct vd_drive *d, const char *target,
+			  const char *name, unsigned int flags, char *where,
+			  size_t n)
+{
+	char req[256], buf[PATH_MAX + 64];
+	int r;
+
+	if (!d || !target || strlen(target) > 31 || strchr(target, ' ') ||
+	    strchr(target, '\n') || !plain(name) ||
+	    (flags & ~VD_ADMIT_READONLY))
+		return -EINVAL;
+	if (!d->via_daemon) {
+		vd_set_error(d, "the drive was not mounted through vdrived");
+		return -EINVAL;
+	}
+	snprintf(req, sizeof(req), "share %s %s %s\n", target,
+		 flags & VD_ADMIT_READONLY ? "ro" : "rw", name);
+	r = daemon_ask(d, req, buf, sizeof(buf));
+	if (r) {
+		vd_set_error(d, "vdrived: %s",
+			     strchr(buf + 4, ' ') ? strchr(buf + 4, ' ') + 1
+						  : strerror(-r));
+		return r;
+	}
+	if (where && n)
+		snprintf(where, n, "%s", buf[2] ? buf + 3 : "");
+	return 0;
+}
+
+int vd_drive_unshare_remote(struct vd_drive *d, const char *target,
+			    const char *name)
+{
+	char req[256], buf[256];
+	int r;
+
+	if (!d || !target || strlen(target) > 31 || strchr(target, ' ') ||
+	    strchr(target, '\n') || !plain(name))
+		return -EINVAL;
+	snprintf(req, sizeof(req), "unshare %s %s\n", target, name);
+	r = daemon_ask(d, req, buf, sizeof(buf));
+	if (r)
+		vd_set_error(d, "vdrived: %s",
+			     strchr(buf + 4, ' ') ? strchr(buf + 4, ' ') + 1
+						  : strerror(-r));
 	return r;
 }

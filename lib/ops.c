@@ -66,7 +66,9 @@ static void mkctx(struct vd_ctx *c, fuse_req_t req)
 	const struct fuse_ctx *fc = fuse_req_ctx(req);
 	struct vd_drive *d = DRIVE(req);
 
-	c->pid = fc->pid;
+	/* A shareable drive from vdrived gets host pids: show the source
+	 * the pid its own container knows, if the gate learnt it. */
+	c->pid = d->gate_daemon ? vd_gate_local_pid(d, fc->pid) : fc->pid;
 	c->uid = fc->uid;
 	c->gid = fc->gid;
 	c->umask = fc->umask;

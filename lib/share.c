@@ -124,11 +124,6 @@ int vd_drive_attach(struct vd_drive *d, const char *path, int mntns_fd,
 		own = vd_ns_ino_of("/proc/self/ns/mnt");
 	else
 		own = fstat(d->ns_fd, &nst) == 0 ? (uint64_t)nst.st_ino : 0;
-	if ((uint64_t)st.st_ino == own) {
-		vd_set_error(d, "the drive already lives in that namespace");
-		r = -EEXIST;
-		goto out;
-	}
 	pthread_mutex_lock(&d->share_lock);
 	for (p = d->attached; p; p = p->next, n++)
 		if (p->ino == (uint64_t)st.st_ino && !strcmp(p->path, path))
@@ -158,14 +153,14 @@ int vd_drive_attach(struct vd_drive *d, const char *path, int mntns_fd,
 	a->flags = flags;
 	/* A drive without a gate was open to all: from now on it is open to
 	 * its own namespace and its shares. */
-	if (!__atomic_load_n(&d->gate, __ATOMIC_ACQUIRE)) {
+	if (a->ino != own && !__atomic_load_n(&d->gate, __ATOMIC_ACQUIRE)) {
 		r = vd_drive_admit(d, own, 0);
 		if (r)
 			goto out;
 	}
 	/* Admit before attaching: the target may use it at once. A
 	 * namespace admitted already (--allow) stays as it was. */
-	a->admitted = vd_gate_admitted(d, a->ino);
+	a->admitted = a->ino == own || vd_gate_admitted(d, a->ino);
 	r = a->admitted ? 0 : vd_drive_admit(d, a->ino, flags);
 	if (r)
 		goto out;

@@ -86,6 +86,10 @@ struct vd_drive {
 	bool daemon_io;	    /* mounting through vdrived: clones come from it */
 	bool daemon_clones; /* ... and this libfuse lets them (custom io) */
 	bool gate;	    /* admit only callers in allowed[] namespaces */
+	/* Through vdrived, -o shareable: request pids are host pids, and
+	 * the daemon (which sees the host) answers the gate for us. */
+	bool shareable;
+	bool gate_daemon;
 	/* gate.c: admitted namespaces, the hook for the rest, and verdicts
 	 * cached per pid; all under gate_lock (set up in vd_drive_new). */
 	pthread_mutex_t gate_lock;
@@ -102,6 +106,7 @@ struct vd_drive {
 	struct vd_gate_ent {
 		pid_t pid;
 		int verdict; /* -EACCES, or VD_ADMIT_* flags */
+		pid_t local; /* gate_daemon: the pid as we see it, or 0 */
 		uint64_t expires, gen;
 	} gate_cache[VD_GATE_CACHE];
 	/* share.c: the drive attached in other namespaces */
@@ -125,6 +130,9 @@ int vd_gate_check(struct vd_drive *d, fuse_req_t req, bool write);
 uint64_t vd_ns_ino_of(const char *path);
 bool vd_gate_admitted(struct vd_drive *d, uint64_t mntns_ino);
 dev_t vd_own_mount_dev(const char *path);
+pid_t vd_gate_local_pid(struct vd_drive *d, pid_t pid);
+/* ns.c: ask vdrived about a host pid for a shareable drive */
+int vd_ns_daemon_gate(struct vd_drive *d, pid_t pid, pid_t *local);
 /* share.c */
 void vd_share_detach_all(struct vd_drive *d);
 /* ns.c */

@@ -5,6 +5,7 @@ set -e
 PKGS="build-essential pkg-config libfuse3-dev fuse3 libsqlite3-dev sqlite3
       fio attr acl util-linux perl e2fsprogs procps psmisc
       meson ninja-build dpkg-dev liburing-dev libnuma-dev
+      samba smbclient iproute2
       man-db groff-base"
 missing=""
 for p in $PKGS; do
