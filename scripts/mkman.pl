@@ -79,6 +79,8 @@ sub usage_split {
 			  (@syn && $lines[0] =~ /^ {7}(\S.*)$/))) {
 		push @syn, $1;
 		shift @lines;
+		# deeper: the rest of a long one
+		$syn[-1] .= " $1" while @lines && $lines[0] =~ /^ {8,}(\S.*)$/ && shift @lines;
 	}
 	return (\@syn, @lines);
 }

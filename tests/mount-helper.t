@@ -44,7 +44,8 @@ pid_at() { # the drive pid recorded for mount point $1
 	grep -lx "mountpoint=$1" "$VDRIVE_RUNDIR"/drives/* 2>/dev/null |
 		xargs -r sed -n 's/^pid=//p'
 }
-records() { ls "$VDRIVE_RUNDIR/drives/" 2>/dev/null | grep -v '\.log$'; }
+# the drive records (beside them: NAME.log, NAME.ctl)
+records() { grep -l '^pid=' "$VDRIVE_RUNDIR"/drives/* 2>/dev/null; }
 flags_of() { awk -v m="$1" '$5 == m { print $6 }' /proc/self/mountinfo; }
 fstype_of() { awk -v m="$1" '$5 == m { for (i = 7; $i != "-"; i++); print $(i + 1), $(i + 2) }' /proc/self/mountinfo; }
 gone() { # gone PID: waits up to 5 s for the drive process to end
