@@ -61,6 +61,9 @@ CLI_SRC := $(wildcard cli/*.c)
 CLI_OBJ := $(CLI_SRC:%.c=$(B)/%.o)
 DAEMON_SRC := $(wildcard daemon/*.c)
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o)
+# vdrive-docker, the Docker volume plugin.
+DOCKER_SRC := $(wildcard docker/*.c)
+DOCKER_OBJ := $(DOCKER_SRC:%.c=$(B)/%.o)
 # Helpers the library and the daemon both use, linked into each.
 COMMON_SRC := $(wildcard common/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/%.o)
@@ -76,6 +79,9 @@ ALL := $(LIBSO) $(B)/libvdrive.so $(B)/libvdsources.a $(B)/vdrive \
 	$(EXAMPLES) $(UNIT) $(HELPERS) $(B)/vdrive.pc
 ifneq ($(DAEMON_SRC),)
 ALL += $(B)/vdrived
+endif
+ifneq ($(DOCKER_SRC),)
+ALL += $(B)/vdrive-docker
 endif
 
 # Manual pages, made from the tools' own help and the header's comments.
@@ -124,6 +130,11 @@ $(B)/vdrive: $(CLI_OBJ) $(B)/libvdsources.a $(B)/libvdrive.so
 
 $(B)/vdrived: $(DAEMON_OBJ) $(COMMON_OBJ) $(B)/libvdsources.a $(B)/libvdrive.so
 	$(CC) $(LDFLAGS) $(RPATH) -o $@ $(DAEMON_OBJ) $(COMMON_OBJ) $(B)/libvdsources.a \
+		-L$(B) -lvdrive $(SQLITE_LIBS) -lpthread
+
+$(DOCKER_OBJ): $(wildcard docker/*.h)
+$(B)/vdrive-docker: $(DOCKER_OBJ) $(B)/libvdsources.a $(B)/libvdrive.so
+	$(CC) $(LDFLAGS) $(RPATH) -o $@ $(DOCKER_OBJ) $(B)/libvdsources.a \
 		-L$(B) -lvdrive $(SQLITE_LIBS) -lpthread
 
 $(B)/examples/%: examples/%.c include/vdrive.h $(B)/libvdrive.so
