@@ -82,6 +82,7 @@ ALL += $(B)/vdrived
 endif
 ifneq ($(DOCKER_SRC),)
 ALL += $(B)/vdrive-docker
+MAN_DOCKER := $(B)/man/vdrive-docker.8
 endif
 
 # Manual pages, made from the tools' own help and the header's comments.
@@ -89,6 +90,7 @@ MAN := $(B)/man/vdrive.1 $(B)/man/vdrive.h.3
 ifneq ($(DAEMON_SRC),)
 MAN += $(B)/man/vdrived.8
 endif
+MAN += $(MAN_DOCKER)
 ALL += $(MAN)
 
 all: $(ALL)
@@ -100,6 +102,10 @@ $(B)/man/vdrive.1: $(B)/vdrive scripts/mkman.pl
 $(B)/man/vdrived.8: $(B)/vdrived scripts/mkman.pl
 	@mkdir -p $(dir $@)
 	perl scripts/mkman.pl vdrived $(B)/vdrived > $@.tmp && mv $@.tmp $@
+
+$(B)/man/vdrive-docker.8: $(B)/vdrive-docker scripts/mkman.pl
+	@mkdir -p $(dir $@)
+	perl scripts/mkman.pl vdrive-docker $(B)/vdrive-docker > $@.tmp && mv $@.tmp $@
 
 $(B)/man/vdrive.h.3: include/vdrive.h scripts/mkman.pl
 	@mkdir -p $(dir $@)
@@ -172,6 +178,11 @@ install: all
 	install -m 644 $(B)/man/vdrive.1 $(DESTDIR)$(MANDIR)/man1/vdrive.1
 	install -m 644 $(B)/man/vdrive.h.3 $(DESTDIR)$(MANDIR)/man3/vdrive.h.3
 	if [ -f $(B)/man/vdrived.8 ]; then install -m 644 $(B)/man/vdrived.8 $(DESTDIR)$(MANDIR)/man8/vdrived.8; fi
+	if [ -f $(B)/vdrive-docker ]; then \
+		install -m 755 $(B)/vdrive-docker $(DESTDIR)$(PREFIX)/bin/vdrive-docker; \
+		install -m 644 $(B)/man/vdrive-docker.8 $(DESTDIR)$(MANDIR)/man8/vdrive-docker.8; \
+		sed 's|/usr/local/bin/|$(PREFIX)/bin/|' docker/vdrive-docker.service \
+			> $(DESTDIR)$(PREFIX)/lib/systemd/system/vdrive-docker.service; fi
 	install -d $(DESTDIR)$(COMPLDIR)
 	install -m 644 cli/completion.bash $(DESTDIR)$(COMPLDIR)/vdrive
 	install -d $(DESTDIR)$(SBINDIR)
@@ -203,6 +214,7 @@ check-san:
 
 format:
 	clang-format -i include/*.h lib/*.c lib/*.h $(SRC_SRC) $(CLI_SRC) $(DAEMON_SRC) common/*.[ch] \
+		$(DOCKER_SRC) $(wildcard docker/*.h) \
 		$(wildcard examples/*.c tests/unit/*.c tests/helpers/*.c sources/*.h cli/*.h)
 
 clean:

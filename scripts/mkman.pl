@@ -4,6 +4,7 @@
 #   mkman.pl vdrive  BUILD/vdrive   > vdrive.1    `vdrive help`, each command's
 #                                                  help, mount.vdrive's help
 #   mkman.pl vdrived BUILD/vdrived  > vdrived.8   `vdrived --help`
+#   mkman.pl vdrive-docker BUILD/vdrive-docker > vdrive-docker.8  likewise
 #   mkman.pl header  include/vdrive.h > vdrive.h.3  the header's comments
 # The help texts follow one layout (usage lines, paragraphs, "  -x ARG  text"
 # option lines with deeper-indented continuations), which becomes roff here.
@@ -155,6 +156,7 @@ the socket of \fBvdrived\fR(8) inside a container
 nothing is left mounted), 2 for bad usage.
 .SH SEE ALSO
 .BR vdrived (8),
+.BR vdrive\-docker (8),
 .BR vdrive.h (3),
 .BR mount (8),
 .BR fstab (5),
@@ -163,26 +165,45 @@ EOF
 	return $o;
 }
 
-sub page_vdrived {
-	my ($bin) = @_;
-	my ($syn, @rest) = usage_split(run('vdrived', $bin, '--help'));
-	die "mkman: no usage in `$bin --help`\n" unless @$syn;
-	my $o = header('vdrived', 8, 'System Administration');
-	$o .= ".SH NAME\nvdrived \\- the vdrive host daemon for drives made in containers\n";
-	$o .= ".SH SYNOPSIS\n" . synopsis($syn);
-	$o .= ".SH DESCRIPTION\n" . body(@rest);
-	$o .= <<'EOF';
-.SH FILES
+# A daemon's page from its --help: NAME's one line and FILES are here.
+my %daemons = (
+	'vdrived' => ['the vdrive host daemon for drives made in containers', <<'EOT'],
 .TP
 .B /run/vdrive/vdrived.sock
 the socket containers are given (mount its folder into them)
 .TP
 .B vdrived.service
 its systemd unit, installed by \fBmake install\fR
-.SH SEE ALSO
-.BR vdrive (1),
-.BR vdrive.h (3)
-EOF
+EOT
+	'vdrive-docker' => ['the Docker volume plugin of vdrive', <<'EOT'],
+.TP
+.B /run/docker/plugins/vdrive.sock
+where dockerd finds the plugin; the driver's name is the file's
+.TP
+.B /var/lib/vdrive\-docker/volumes/NAME
+the mount point of volume \fINAME\fR's drive (only the containers that
+mount the volume may use it)
+.TP
+.B /var/lib/vdrive\-docker/volumes.d/NAME
+volume \fINAME\fR's source and options, to mount it again after a restart
+.TP
+.B vdrive\-docker.service
+its systemd unit, installed by \fBmake install\fR
+EOT
+);
+
+sub page_daemon {
+	my ($name, $bin) = @_;
+	my ($syn, @rest) = usage_split(run($name, $bin, '--help'));
+	die "mkman: no usage in `$bin --help`\n" unless @$syn;
+	my $o = header($name, 8, 'System Administration');
+	$o .= ".SH NAME\n" . esc($name) . " \\- $daemons{$name}[0]\n";
+	$o .= ".SH SYNOPSIS\n" . synopsis($syn);
+	$o .= ".SH DESCRIPTION\n" . body(@rest);
+	$o .= ".SH FILES\n$daemons{$name}[1]";
+	$o .= ".SH SEE ALSO\n.BR vdrive (1),\n" .
+	      join('', map { '.BR ' . esc($_) . " (8),\n" } grep { $_ ne $name } sort keys %daemons) .
+	      ".BR vdrive.h (3)\n";
 	return $o;
 }
 
@@ -267,7 +288,7 @@ sub page_header {
 		$o .= ".SS " . esc($it->[3]) . "\n" . code($it->[1]);
 		$o .= text($it->[2]) if defined $it->[2];
 	}
-	$o .= ".SH SEE ALSO\n.BR vdrive (1),\n.BR vdrived (8),\n.BR fuse (4)\n";
+	$o .= ".SH SEE ALSO\n.BR vdrive (1),\n.BR vdrived (8),\n.BR vdrive\\-docker (8),\n.BR fuse (4)\n";
 	return $o;
 }
 
@@ -299,8 +320,8 @@ sub code {
 }
 
 my ($what, $arg) = @ARGV;
-die "usage: mkman.pl vdrive|vdrived|header PATH\n" unless $what && $arg;
+die "usage: mkman.pl vdrive|vdrived|vdrive-docker|header PATH\n" unless $what && $arg;
 print $what eq 'vdrive' ? page_vdrive($arg)
-    : $what eq 'vdrived' ? page_vdrived($arg)
+    : $daemons{$what} ? page_daemon($what, $arg)
     : $what eq 'header' ? page_header($arg)
     : die "mkman: unknown page '$what'\n";

@@ -1,5 +1,6 @@
 #!/bin/bash
-# The manual pages: vdrive(1), vdrived(8) and vdrive.h(3) render without
+# The manual pages: vdrive(1), vdrived(8), vdrive-docker(8) and
+# vdrive.h(3) render without
 # a groff warning at 80 columns, say everything the help texts and the
 # header say (every command, option, source kind and function), are as
 # fresh as the binaries and header they come from, and `make install`
@@ -12,9 +13,11 @@ if ! command -v man >/dev/null || ! command -v groff >/dev/null; then
 	skip_all "man-db or groff-base is not installed (scripts/deps.sh installs them)"
 fi
 MAN=$VDRIVE_BUILD/man
-VDRIVED=$VDRIVE_BUILD/vdrived
 PAGES=("$MAN/vdrive.1" "$MAN/vdrive.h.3")
-[ -x "$VDRIVED" ] && PAGES+=("$MAN/vdrived.8")
+DAEMONS=()
+for d in vdrived vdrive-docker; do
+	[ -x "$VDRIVE_BUILD/$d" ] && PAGES+=("$MAN/$d.8") && DAEMONS+=("$d")
+done
 
 for p in "${PAGES[@]}"; do
 	name=$(basename "$p")
@@ -44,6 +47,7 @@ missing() {
 	local what=$1 txt=$2 w
 	shift 2
 	for w in "$@"; do
+		w=${w//$'\001'/ } # a space inside one word
 		grep -qF -- "$w" "$txt" || echo "$what: $w"
 	done
 }
@@ -68,13 +72,13 @@ out=$(
 ok $? "vdrive(1) names every command, option, source kind and mount(8) option of the help" ||
 	diag "$out"
 
-if [ -x "$VDRIVED" ]; then
+for d in "${DAEMONS[@]}"; do
 	# shellcheck disable=SC2046
-	out=$(missing "vdrived option" "$VD_TMP/vdrived.8.txt" \
-		$("$VDRIVED" --help | grep -oE '^  -[-a-z]+'))
-	[ -z "$out" ] && [ "$("$VDRIVED" --help | grep -cE '^  -')" -gt 0 ]
-	ok $? "vdrived(8) names every option of vdrived --help" || diag "$out"
-fi
+	out=$(missing "$d option" "$VD_TMP/$d.8.txt" \
+		$("$VDRIVE_BUILD/$d" --help | grep -oE '^  -[-a-z]+( [a-z]+=)?' | sed 's/^  //' | tr ' ' '\001'))
+	[ -z "$out" ] && [ "$("$VDRIVE_BUILD/$d" --help | grep -cE '^  -')" -gt 0 ]
+	ok $? "$d(8) names every option of $d --help" || diag "$out"
+done
 
 funcs=$(grep -oE '^[a-z].*\bvd_[a-z_]+\(' "$VD_TOP/include/vdrive.h" | grep -oE 'vd_[a-z_]+\($' | tr -d '(')
 consts=$(grep -oE '^#define VD_[A-Z_]+' "$VD_TOP/include/vdrive.h" | cut -d' ' -f2)
@@ -98,12 +102,16 @@ if [ "$(dirname "$VDRIVE_BUILD")" = "$VD_TOP" ] && [[ $B != *-san ]]; then
 		usr/local/share/bash-completion/completions/vdrive; do
 		[ -s "$D/$f" ] || echo "missing $f"
 	done >"$VD_TMP/inst"
-	[ -x "$VDRIVED" ] && { [ -s "$D/usr/local/share/man/man8/vdrived.8" ] || echo "missing vdrived.8"; } >>"$VD_TMP/inst"
+	for d in "${DAEMONS[@]}"; do
+		[ -s "$D/usr/local/share/man/man8/$d.8" ] || echo "missing $d.8"
+		[ -x "$D/usr/local/bin/$d" ] || echo "missing $d"
+		[ -s "$D/usr/local/lib/systemd/system/$d.service" ] || echo "missing $d.service"
+	done >>"$VD_TMP/inst"
 	for l in mount.vdrive mount.fuse.vdrive; do
 		[ "$(readlink "$D/sbin/$l")" = /usr/local/bin/vdrive ] || echo "bad link /sbin/$l"
 	done >>"$VD_TMP/inst"
 	[ ! -s "$VD_TMP/inst" ]
-	ok $? "it installs the three pages, the completion and /sbin/mount.vdrive, mount.fuse.vdrive" ||
+	ok $? "it installs the pages, daemons, units, completion and /sbin/mount.vdrive, mount.fuse.vdrive" ||
 		diag "$(cat "$VD_TMP/inst")"
 	LC_ALL=C MANPATH=$D/usr/local/share/man MANWIDTH=80 man vdrive.h 2>/dev/null | grep -q "vd_drive_new"
 	ok $? "man finds vdrive.h(3) where it was installed"
