@@ -212,7 +212,7 @@ bad "no source" "no source" b6
 bad "a dir: that does not exist" "$fs/nodir" -o source=dir:"$fs/nodir" b7
 
 ! grep -qs "Sanitizer" "$DK/plugin.log"
-ok $? "no sanitizer reports from the plugin (SAN=1 builds)"
+ok $? "no sanitizer reports from the plugin (SAN=1 builds)" || diag "$(grep -A20 -m1 Sanitizer "$DK/plugin.log")"
 stop_all
 [ -z "$(awk -v t="$DK/" 'index($5, t) == 1' /proc/self/mountinfo)" ]
 ok $? "dockerd, the plugin and their mounts are gone"
