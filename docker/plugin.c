@@ -27,10 +27,10 @@
  *    remembered; an admitted caller's mount namespace is then admitted
  *    outright (no more questions) until the next Unmount of the volume,
  *    which revokes them all, since namespace numbers are reused.
- *    dockerd itself (the peer of our socket) is admitted: it may list the
- *    volume to copy image content in. Host users, other containers and
- *    /proc/PID/root walkers fail (1), (2) or (3). Volume option host=yes
- *    admits the host's namespace too.
+ *    dockerd itself (the peer of our socket, if it is dockerd) is
+ *    admitted: it may list the volume to copy image content in. Host
+ *    users, other containers and /proc/PID/root walkers fail (1), (2) or
+ *    (3). Volume option host=yes admits the host's namespace too.
  *  - Volumes are remembered in --root/volumes.d, one file each, and
  *    mounted again when the plugin restarts.
  */
@@ -327,6 +327,21 @@ static bool pid_in(pid_t pid, const char *field, pid_t want)
 		}
 	fclose(f);
 	return yes;
+}
+
+static bool is_dockerd(pid_t pid)
+{
+	char path[64], comm[32] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	if (!fgets(comm, sizeof(comm), f))
+		comm[0] = '\0';
+	fclose(f);
+	return !strcmp(comm, "dockerd\n");
 }
 
 /* dockerd, or this process (its own stat of a mount point). */
@@ -793,10 +808,8 @@ static void handle(const char *path, const char *body, size_t blen,
 	if (!strcmp(path, "Remove")) {
 		struct volume **pp;
 
-		if (v->mounts > 0) {
-			reply_err(o, "volume is in use");
-			return;
-		}
+		/* Docker refuses to remove a volume a container uses; our own
+		 * count may be stale (a dockerd that died sends no Unmount). */
 		volume_stop(v);
 		state_path(v->name, err, sizeof(err));
 		unlink(err);
@@ -849,8 +862,9 @@ static void serve_conn(int fd)
 	if (!o)
 		return;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	/* Only dockerd is admitted this way, not any root client. */
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl_len) == 0 &&
-	    cred.pid > 0 && !is_engine(cred.pid)) {
+	    cred.pid > 0 && is_dockerd(cred.pid) && !is_engine(cred.pid)) {
 		memmove(engine_pids + 1, engine_pids,
 			sizeof(engine_pids) - sizeof(engine_pids[0]));
 		engine_pids[0] = cred.pid;
