@@ -53,6 +53,7 @@
 #include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <dirent.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "json.h"
@@ -398,15 +399,26 @@ static int gate(void *arg, pid_t pid, uint64_t ns)
 		}
 	pthread_mutex_unlock(&lock);
 	if (!known) {
+		struct timespec t0, t1;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		verdict = engine_verdict(id, v->name);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
 		if (verdict != 0 && verdict != (int)VD_ADMIT_READONLY &&
 		    verdict != -EACCES) {
 			logmsg("%s: cannot ask the Engine about container "
-			       "%.12s: "
-			       "%s",
+			       "%.12s: %s",
 			       v->name, id, strerror(-verdict));
 			return -EACCES; /* not remembered: ask again */
 		}
+		logmsg("%s: container %.12s %s (the Engine answered in %.1f "
+		       "ms)",
+		       v->name, id,
+		       verdict < 0   ? "refused"
+		       : verdict > 0 ? "admitted read-only"
+				     : "admitted",
+		       (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+			       (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
 		pthread_mutex_lock(&lock);
 		snprintf(v->cts[v->next_ct].id, sizeof(v->cts[0].id), "%s", id);
 		v->cts[v->next_ct].verdict = verdict;

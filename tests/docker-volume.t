@@ -118,6 +118,8 @@ D "${RUN[@]}" --name c1 -v app:/data vdtest-busybox:1 sleep 600 >/dev/null &&
 	D "${RUN[@]}" --name ro -v app:/data:ro vdtest-busybox:1 sleep 600 >/dev/null
 ok $? "three containers run with -v app:/data (one :ro)" || diag "$(tail -3 "$DK/dockerd.log")"
 P1=$(D inspect -f '{{.State.Pid}}' c1)
+C1=$(D inspect -f '{{.Id}}' c1)
+CRO=$(D inspect -f '{{.Id}}' ro)
 out=$(D exec c1 sh -c 'echo from-c1 > /data/f && cat /data/f' 2>&1)
 [ "$out" = from-c1 ]
 ok $? "the first writes and reads the volume" || diag "$out"
@@ -140,6 +142,7 @@ ok $? "it reaches the first's root through /proc/PID/root, but the volume is ref
 # Its mount table holds the drive (a recursive bind of the plugin's
 # folder), but the Engine says it does not mount the volume.
 D "${RUN[@]}" --name c5 -v "$PR/volumes:/vols" vdtest-busybox:1 sleep 600 >/dev/null
+C5=$(D inspect -f '{{.Id}}' c5)
 out=$(D exec c5 sh -c 'grep -c " /vols/app " /proc/self/mountinfo; cat /vols/app/f' 2>&1)
 [[ $out == 1* ]] && grep -q "Permission denied" <<<"$out" && ! grep -q from-c1 <<<"$out"
 ok $? "a container with the drive bound in another way (-v $PR/volumes:/vols) is refused" ||
@@ -155,6 +158,13 @@ out=$(setpriv --reuid 65534 --regid 65534 --clear-groups cat "/proc/$P1/root/dat
 ok $? "a host user is refused" || diag "$out"
 [ "$(D exec c1 cat /data/f 2>&1 | head -1)" = from-c1 ]
 ok $? "the first container still reads after all that"
+grep -q "container ${C5:0:12} refused" "$DK/plugin.log" &&
+	grep -q "container ${C1:0:12} admitted (" "$DK/plugin.log" &&
+	grep -q "container ${CRO:0:12} admitted read-only" "$DK/plugin.log"
+ok $? "the plugin's log: c1 admitted, ro admitted read-only, c5 refused (by the Engine's word)" ||
+	diag "$(cat "$DK/plugin.log")"
+grep "the Engine answered" "$DK/plugin.log" | sed 's/^/# note: /'
+
 
 # ---- in use, then removed ----
 out=$(D volume rm app 2>&1)
