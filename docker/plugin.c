@@ -18,11 +18,11 @@
  *    containers, as a local volume does.
  *  - Each drive is mounted under --root (mode 0700) on the host; dockerd
  *    bind-mounts it into the containers. The per-request gate admits no
- *    namespace up front: every caller goes to gate(), which admits a
- *    process when (1) /proc/PID/cgroup names a container, (2) the Docker
- *    Engine says that container mounts this volume (read-only if it
- *    mounts it so), and (3) the caller's own mount table holds this
- *    drive. Docker's Mount request carries a random id, not the
+ *    namespace up front: every caller goes to vd_docker_gate() (gate.c),
+ *    which admits a process when (1) /proc/PID/cgroup names a container,
+ *    (2) the Docker Engine says that container mounts this volume
+ *    (read-only if it mounts it so), and (3) the caller's own mount table
+ *    holds this drive. Docker's Mount request carries a random id, not the
  *    container's, hence the Engine question, asked once per container and
  *    remembered; an admitted caller's mount namespace is then admitted
  *    outright (no more questions) until the next Unmount of the volume,
@@ -35,8 +35,8 @@
  *    mounted again when the plugin restarts.
  */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
@@ -50,13 +50,11 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/un.h>
-#include <dirent.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "json.h"
+#include "plugin.h"
 #include "sources.h"
 #include "vdrive.h"
 
@@ -88,41 +86,13 @@ static const char usage_text[] =
 	"  -o host=yes    admit the host too (default: only containers that "
 	"mount it)\n";
 
-#define MAX_CTS 64 /* containers remembered per volume */
-#define MAX_NS 16  /* namespaces admitted per volume (the library's limit) */
-
-struct ct_verdict {
-	char id[65];
-	int verdict; /* VD_ADMIT_* flags, or -EACCES */
-};
-
-struct volume {
-	struct volume *next;
-	char name[128];
-	char source[1024];
-	char opts[1024];
-	bool host;
-	char mountpoint[PATH_MAX];
-	struct vd_drive *drive;
-	dev_t dev;  /* the drive's superblock, to find it in mount tables */
-	int mounts; /* Mount requests not yet unmounted */
-	struct ct_verdict cts[MAX_CTS];
-	int ncts, next_ct;
-	uint64_t ns[MAX_NS]; /* namespaces admitted by gate() */
-	int nns;
-};
-
 static struct volume *volumes;
-/* Guards the volume list's per-volume gate state against gate(), which
- * runs on the drives' threads. */
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static char driver_name[128] = "vdrive";
+pthread_mutex_t vd_docker_lock = PTHREAD_MUTEX_INITIALIZER;
+char vd_docker_driver[128] = "vdrive";
+const char *vd_docker_host;
 static char root_dir[PATH_MAX] = "/var/lib/vdrive-docker";
-static const char *docker_host;
-static pid_t engine_pids[4]; /* dockerd, as the peer of our socket */
 
-static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logmsg(const char *fmt, ...)
+void vd_docker_log(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -150,292 +120,6 @@ static bool valid_name(const char *s)
 		if (!isalnum((unsigned char)*s) && !strchr("_.-", *s))
 			return false;
 	return true;
-}
-
-/* ---- the Engine API: does container id mount volume name? ---- */
-
-/* GET path from the Engine; the body (malloc'd) on status 200. */
-static int engine_get(const char *path, char **body)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct timeval tv = {3, 0};
-	char req[512], *buf = NULL, *b;
-	size_t len = 0, cap = 0;
-	ssize_t n;
-	int fd, r = -EIO;
-
-	if (strncmp(docker_host, "unix://", 7) ||
-	    strlen(docker_host + 7) >= sizeof(sa.sun_path))
-		return -EINVAL;
-	strcpy(sa.sun_path, docker_host + 7);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		r = -errno;
-		goto out;
-	}
-	/* HTTP/1.0: the Engine then answers without chunks and closes. */
-	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: docker\r\n\r\n",
-		 path);
-	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req))
-		goto out;
-	for (;;) {
-		if (len + 4097 > cap) {
-			char *nb = realloc(buf, cap = cap ? cap * 2 : 65536);
-
-			if (!nb) {
-				r = -ENOMEM;
-				goto out;
-			}
-			buf = nb;
-		}
-		n = read(fd, buf + len, cap - len - 1);
-		if (n < 0)
-			goto out;
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	buf[len] = '\0';
-	b = strstr(buf, "\r\n\r\n");
-	if (!b || strncmp(buf, "HTTP/1.", 7) || strlen(buf) < 12) {
-		r = -EIO;
-		goto out;
-	}
-	if (strncmp(buf + 9, "200", 3)) {
-		r = strncmp(buf + 9, "404", 3) ? -EIO : -ENOENT;
-		goto out;
-	}
-	memmove(buf, b + 4, len - (size_t)(b + 4 - buf) + 1);
-	*body = buf;
-	buf = NULL;
-	r = 0;
-out:
-	free(buf);
-	close(fd);
-	return r;
-}
-
-/* VD_ADMIT_* flags when container id mounts volume name of our driver,
- * -EACCES when it does not, another -errno when the Engine cannot say. */
-static int engine_verdict(const char *id, const char *name)
-{
-	struct vd_js j, el;
-	struct vd_js_it it = {0};
-	char path[256], *body = NULL, vname[128], vdrv[128], type[32];
-	bool rw;
-	int r;
-
-	/* The list, not /containers/ID/json: that one waits for the
-	 * container's lock, which a starting container holds, while its
-	 * runc stats the volume and so waits for us. The list does not. */
-	snprintf(path, sizeof(path),
-		 "/containers/json?all=1&filters=%%7B%%22id%%22%%3A%%5B%%22%s"
-		 "%%22%%5D%%7D",
-		 id);
-	r = engine_get(path, &body);
-	if (r)
-		return r;
-	j = (struct vd_js){body, body + strlen(body)};
-	r = vd_js_next(&j, &it, NULL, 0); /* the first (only) container */
-	if (r != 1) {
-		r = r ? r : -EACCES; /* [] : no such container */
-		goto out;
-	}
-	r = vd_js_member(&j, "Mounts");
-	if (r)
-		goto out;
-	it = (struct vd_js_it){0};
-	r = -EACCES;
-	while (vd_js_next(&j, &it, NULL, 0) == 1) {
-		const char *start = j.p;
-
-		if (vd_js_skip(&j))
-			break;
-		vname[0] = vdrv[0] = type[0] = '\0';
-		rw = false;
-		el = (struct vd_js){start, j.p};
-		if (vd_js_member(&el, "Type") == 0)
-			vd_js_string(&el, type, sizeof(type));
-		el = (struct vd_js){start, j.p};
-		if (vd_js_member(&el, "Name") == 0)
-			vd_js_string(&el, vname, sizeof(vname));
-		el = (struct vd_js){start, j.p};
-		if (vd_js_member(&el, "Driver") == 0)
-			vd_js_string(&el, vdrv, sizeof(vdrv));
-		el = (struct vd_js){start, j.p};
-		if (vd_js_member(&el, "RW") == 0)
-			vd_js_bool(&el, &rw);
-		if (!strcmp(type, "volume") && !strcmp(vname, name) &&
-		    !strcmp(vdrv, driver_name)) {
-			r = rw ? 0 : (int)VD_ADMIT_READONLY;
-			break;
-		}
-	}
-out:
-	free(body);
-	return r;
-}
-
-/* ---- the gate ---- */
-
-/* The container id (64 hex digits) in pid's cgroup path, or "". */
-static void container_of(pid_t pid, char id[65])
-{
-	char path[64], line[4096];
-	FILE *f;
-
-	id[0] = '\0';
-	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return;
-	/* "0::/docker/ID", "0::/system.slice/docker-ID.scope", ... */
-	while (fgets(line, sizeof(line), f)) {
-		for (char *p = line; *p; p++) {
-			size_t n = strspn(p, "0123456789abcdef");
-
-			if (n == 64 &&
-			    (p == line || !isxdigit((unsigned char)p[-1]))) {
-				memcpy(id, p, 64);
-				id[64] = '\0';
-			}
-			if (n)
-				p += n - 1;
-		}
-	}
-	fclose(f);
-}
-
-static bool pid_in(pid_t pid, const char *field, pid_t want)
-{
-	char path[64], line[256];
-	bool yes = false;
-	FILE *f;
-	size_t n = strlen(field);
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, field, n) && line[n] == ':') {
-			yes = atoi(line + n + 1) == (int)want;
-			break;
-		}
-	fclose(f);
-	return yes;
-}
-
-static bool is_dockerd(pid_t pid)
-{
-	char path[64], comm[32] = "";
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	if (!fgets(comm, sizeof(comm), f))
-		comm[0] = '\0';
-	fclose(f);
-	return !strcmp(comm, "dockerd\n");
-}
-
-/* dockerd, or this process (its own stat of a mount point). */
-static bool is_engine(pid_t pid)
-{
-	if (pid == getpid() || pid_in(pid, "Tgid", getpid()))
-		return true;
-	for (int i = 0; i < 4; i++)
-		if (engine_pids[i] && (pid == engine_pids[i] ||
-				       pid_in(pid, "Tgid", engine_pids[i])))
-			return true;
-	return false;
-}
-
-/* Does pid's mount table hold the superblock dev? */
-static bool sees_dev(pid_t pid, dev_t dev)
-{
-	char path[64], line[8192];
-	unsigned int ma, mi;
-	bool found = false;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	while (!found && fgets(line, sizeof(line), f))
-		found = sscanf(line, "%*u %*u %u:%u", &ma, &mi) == 2 &&
-			makedev(ma, mi) == dev;
-	fclose(f);
-	return found;
-}
-
-/* The library asks about every caller no admitted namespace covers. */
-static int gate(void *arg, pid_t pid, uint64_t ns)
-{
-	struct volume *v = arg;
-	char id[65];
-	int verdict = -EACCES, i;
-	bool known = false;
-
-	if (pid <= 0)
-		return -EACCES;
-	if (is_engine(pid))
-		return 0;
-	container_of(pid, id);
-	if (!id[0] || !sees_dev(pid, v->dev))
-		return -EACCES;
-	pthread_mutex_lock(&lock);
-	for (i = 0; i < v->ncts; i++)
-		if (!strcmp(v->cts[i].id, id)) {
-			verdict = v->cts[i].verdict;
-			known = true;
-		}
-	pthread_mutex_unlock(&lock);
-	if (!known) {
-		struct timespec t0, t1;
-
-		clock_gettime(CLOCK_MONOTONIC, &t0);
-		verdict = engine_verdict(id, v->name);
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		if (verdict != 0 && verdict != (int)VD_ADMIT_READONLY &&
-		    verdict != -EACCES) {
-			logmsg("%s: cannot ask the Engine about container "
-			       "%.12s: %s",
-			       v->name, id, strerror(-verdict));
-			return -EACCES; /* not remembered: ask again */
-		}
-		logmsg("%s: container %.12s %s (the Engine answered in %.1f "
-		       "ms)",
-		       v->name, id,
-		       verdict < 0   ? "refused"
-		       : verdict > 0 ? "admitted read-only"
-				     : "admitted",
-		       (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
-			       (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
-		pthread_mutex_lock(&lock);
-		snprintf(v->cts[v->next_ct].id, sizeof(v->cts[0].id), "%s", id);
-		v->cts[v->next_ct].verdict = verdict;
-		v->next_ct = (v->next_ct + 1) % MAX_CTS;
-		if (v->ncts < MAX_CTS)
-			v->ncts++;
-		pthread_mutex_unlock(&lock);
-	}
-	if (verdict >= 0 && ns) {
-		/* Admit the namespace: its next callers skip this hook. */
-		pthread_mutex_lock(&lock);
-		if (v->nns < MAX_NS &&
-		    vd_drive_admit(v->drive, ns, (unsigned)verdict) == 0)
-			v->ns[v->nns++] = ns;
-		pthread_mutex_unlock(&lock);
-	}
-	return verdict;
 }
 
 /* ---- volumes ---- */
@@ -507,7 +191,7 @@ static int volume_start(struct volume *v, char *err, size_t n)
 		r = -EINVAL;
 		goto fail;
 	}
-	r = vd_drive_set_gate_hook(v->drive, gate, v);
+	r = vd_drive_set_gate_hook(v->drive, vd_docker_gate, v);
 	if (!r && v->host)
 		r = vd_drive_admit(v->drive, 0, 0);
 	if (r) {
@@ -620,7 +304,7 @@ static int volume_create(struct volume *v, char *err, size_t n)
 		snprintf(err, n,
 			 "no source: docker volume create -d %s -o "
 			 "source=KIND:ARG (see `vdrive help`)",
-			 driver_name);
+			 vd_docker_driver);
 		return -EINVAL;
 	}
 	r = volume_start(v, err, n);
@@ -628,11 +312,12 @@ static int volume_create(struct volume *v, char *err, size_t n)
 		return r;
 	r = save_volume(v);
 	if (r)
-		logmsg("%s: cannot remember it in %s/volumes.d: %s", v->name,
-		       root_dir, strerror(-r));
+		vd_docker_log("%s: cannot remember it in %s/volumes.d: %s",
+			      v->name, root_dir, strerror(-r));
 	v->next = volumes;
 	volumes = v;
-	logmsg("%s: %s mounted at %s", v->name, v->source, v->mountpoint);
+	vd_docker_log("%s: %s mounted at %s", v->name, v->source,
+		      v->mountpoint);
 	return 0;
 }
 
@@ -674,7 +359,8 @@ static void restore_volumes(void)
 			fclose(f);
 		err[0] = '\0';
 		if (volume_create(v, err, sizeof(err)) != 0) {
-			logmsg("%s: cannot mount it again: %s", v->name, err);
+			vd_docker_log("%s: cannot mount it again: %s", v->name,
+				      err);
 			free(v);
 		}
 	}
@@ -825,12 +511,12 @@ static void handle(const char *path, const char *body, size_t blen,
 		volume_stop(v);
 		state_path(v->name, err, sizeof(err));
 		unlink(err);
-		pthread_mutex_lock(&lock);
+		pthread_mutex_lock(&vd_docker_lock);
 		for (pp = &volumes; *pp != v; pp = &(*pp)->next)
 			;
 		*pp = v->next;
-		pthread_mutex_unlock(&lock);
-		logmsg("%s: removed", v->name);
+		pthread_mutex_unlock(&vd_docker_lock);
+		vd_docker_log("%s: removed", v->name);
 		free(v);
 		put(o, "{\"Err\":\"\"}");
 	} else if (!strcmp(path, "Mount") || !strcmp(path, "Path")) {
@@ -843,11 +529,11 @@ static void handle(const char *path, const char *body, size_t blen,
 		if (v->mounts > 0)
 			v->mounts--;
 		/* A container went: its namespace's number may come back. */
-		pthread_mutex_lock(&lock);
+		pthread_mutex_lock(&vd_docker_lock);
 		for (int i = 0; i < v->nns; i++)
 			vd_drive_revoke(v->drive, v->ns[i]);
 		v->nns = 0;
-		pthread_mutex_unlock(&lock);
+		pthread_mutex_unlock(&vd_docker_lock);
 		put(o, "{\"Err\":\"\"}");
 	} else if (!strcmp(path, "Get")) {
 		put(o, "{\"Volume\":");
@@ -874,13 +560,8 @@ static void serve_conn(int fd)
 	if (!o)
 		return;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	/* Only dockerd is admitted this way, not any root client. */
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl_len) == 0 &&
-	    cred.pid > 0 && is_dockerd(cred.pid) && !is_engine(cred.pid)) {
-		memmove(engine_pids + 1, engine_pids,
-			sizeof(engine_pids) - sizeof(engine_pids[0]));
-		engine_pids[0] = cred.pid;
-	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl_len) == 0)
+		vd_docker_peer(cred.pid);
 	while (len < sizeof(req) - 1) {
 		n = read(fd, req + len, sizeof(req) - 1 - len);
 		if (n <= 0)
@@ -912,7 +593,7 @@ static void serve_conn(int fd)
 		 "%zu\r\nConnection: close\r\n\r\n",
 		 o->len);
 	if (write(fd, hdr, strlen(hdr)) < 0 || write(fd, o->buf, o->len) < 0)
-		logmsg("%s: cannot answer: %s", path, strerror(errno));
+		vd_docker_log("%s: cannot answer: %s", path, strerror(errno));
 out:
 	free(o);
 }
@@ -970,7 +651,7 @@ int main(int argc, char **argv)
 			snprintf(root_dir, sizeof(root_dir), "%s", optarg);
 			break;
 		case 'D':
-			docker_host = optarg;
+			vd_docker_host = optarg;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -987,12 +668,12 @@ int main(int argc, char **argv)
 			argv[optind], usage_text);
 		return 2;
 	}
-	if (!docker_host)
-		docker_host = getenv("DOCKER_HOST");
-	if (!docker_host || !*docker_host)
-		docker_host = "unix:///run/docker.sock";
+	if (!vd_docker_host)
+		vd_docker_host = getenv("DOCKER_HOST");
+	if (!vd_docker_host || !*vd_docker_host)
+		vd_docker_host = "unix:///run/docker.sock";
 	base = strrchr(sock, '/') ? strrchr(sock, '/') + 1 : sock;
-	snprintf(driver_name, sizeof(driver_name), "%.*s",
+	snprintf(vd_docker_driver, sizeof(vd_docker_driver), "%.*s",
 		 (int)strcspn(base, "."), base);
 
 	/* Signals arrive through sfd; the drives' threads inherit the mask. */
@@ -1004,17 +685,18 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
 	if (mkdirs(root_dir, 0700) != 0) {
-		logmsg("%s: %s", root_dir, strerror(errno));
+		vd_docker_log("%s: %s", root_dir, strerror(errno));
 		return 1;
 	}
 	restore_volumes();
 	lfd = listen_on(sock);
 	if (lfd < 0 || sfd < 0) {
-		logmsg("cannot listen on %s: %s", sock,
-		       strerror(lfd < 0 ? -lfd : errno));
+		vd_docker_log("cannot listen on %s: %s", sock,
+			      strerror(lfd < 0 ? -lfd : errno));
 		return 1;
 	}
-	logmsg("driver '%s' on %s, Engine %s", driver_name, sock, docker_host);
+	vd_docker_log("driver '%s' on %s, Engine %s", vd_docker_driver, sock,
+		      vd_docker_host);
 	p[0] = (struct pollfd){.fd = lfd, .events = POLLIN};
 	p[1] = (struct pollfd){.fd = sfd, .events = POLLIN};
 	for (;;) {
@@ -1044,6 +726,6 @@ int main(int argc, char **argv)
 		volume_stop(v);
 		free(v);
 	}
-	logmsg("stopped");
+	vd_docker_log("stopped");
 	return 0;
 }
