@@ -52,7 +52,12 @@ const char usage_share[] =
 	"  --password-file FILE  FILE (mode 0600 or stricter advised)\n"
 	"  --guest          no password at all (anyone who can connect)\n"
 	"  --docker-host unix:///PATH  the Docker socket (default "
-	"$DOCKER_HOST)\n";
+	"$DOCKER_HOST)\n"
+	"\n"
+	"A drive made inside a container through vdrived (mounted with\n"
+	"-o shareable) is attached by vdrived at its share folder, under its\n"
+	"policy: `--host --name NAME` or `--container HOST_PID --name NAME`\n"
+	"(see docs/containers.md).\n";
 
 const char usage_unshare[] =
 	"usage: vdrive unshare DRIVE --container REF | --host | --smb "

@@ -258,6 +258,28 @@ for _ in $(seq 100); do
 done
 ok $? "smbd killed: it is restarted and serves again" || diag "$out"
 
+# --netns: smbd listens inside a "container's" network namespace only.
+unshare -n -m --propagation private sh -c 'ip link set lo up && exec sleep 600' &
+N=$!
+disown
+CTS+=($N)
+for _ in $(seq 50); do
+	[ "$(readlink /proc/$N/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break
+	sleep 0.05
+done
+sleep 0.2
+PORT3=$((PORT + 2))
+out=$("$VDRIVE" share sh1 --smb --name netsh --listen 127.0.0.1:$PORT3 --netns "$N" --guest 2>&1)
+ok $? "an SMB share listening in another network namespace (--netns)" || diag "$out"
+out=$(nsenter -t "$N" -n timeout 60 smbclient //127.0.0.1/netsh -p $PORT3 -m SMB3 -N -c 'get a -' 2>&1)
+[[ $out == *owner-data* ]]
+ok $? "a client in that network reads it" || diag "$out"
+out=$(timeout 20 smbclient //127.0.0.1/netsh -p $PORT3 -m SMB3 -N -c ls 2>&1)
+[ $? != 0 ]
+ok $? "the host's network does not reach it" || diag "$out"
+"$VDRIVE" unshare sh1 --smb --name netsh >/dev/null 2>&1
+ok $? "unshare it"
+
 "$VDRIVE" unshare sh1 --smb --name ro >/dev/null 2>&1
 out=$(timeout 20 smbclient //127.0.0.1/ro -p $PORT2 -m SMB3 -N -c ls 2>&1)
 [ $? != 0 ]
