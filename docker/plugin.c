@@ -465,22 +465,20 @@ static void handle(const char *path, const char *body, size_t blen,
 		char key[64], val[1100];
 		int r;
 
-		if (v) {
-			reply_err(o, "volume exists");
-			return;
-		}
-		v = calloc(1, sizeof(*v));
-		if (!v) {
+		struct volume *nv = calloc(1, sizeof(*nv));
+
+		if (!nv) {
 			reply_err(o, "out of memory");
 			return;
 		}
-		snprintf(v->name, sizeof(v->name), "%s", name);
+		snprintf(nv->name, sizeof(nv->name), "%s", name);
 		j = (struct vd_js){body, body + blen};
 		if (vd_js_member(&j, "Opts") == 0 && *j.p != 'n') {
 			while ((r = vd_js_next(&j, &it, key, sizeof(key))) ==
 			       1) {
 				if (vd_js_string(&j, val, sizeof(val)) ||
-				    volume_opt(v, key, val, err, sizeof(err))) {
+				    volume_opt(nv, key, val, err,
+					       sizeof(err))) {
 					if (!err[0])
 						snprintf(err, sizeof(err),
 							 "bad value for "
@@ -490,11 +488,20 @@ static void handle(const char *path, const char *body, size_t blen,
 				}
 			}
 		}
-		if (err[0] || volume_create(v, err, sizeof(err)) != 0) {
+		/* Again with the same options (a retry): nothing to do. */
+		if (!err[0] && v &&
+		    (strcmp(v->source, nv->source) ||
+		     strcmp(v->opts, nv->opts) || v->host != nv->host))
+			snprintf(err, sizeof(err),
+				 "volume %s exists with other options", name);
+		if (err[0] ||
+		    (!v && volume_create(nv, err, sizeof(err)) != 0)) {
 			reply_err(o, err);
-			free(v);
+			free(nv);
 			return;
 		}
+		if (v)
+			free(nv);
 		put(o, "{\"Err\":\"\"}");
 		return;
 	}
