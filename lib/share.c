@@ -103,9 +103,15 @@ int vd_drive_attach(struct vd_drive *d, const char *path, int mntns_fd,
 	size_t n = 0;
 	int r;
 
-	if (!d || !good_path(path) || mntns_fd < 0 ||
-	    (flags & ~VD_ADMIT_READONLY))
+	if (!d || mntns_fd < 0 || (flags & ~VD_ADMIT_READONLY))
 		return -EINVAL;
+	if (!good_path(path)) {
+		vd_set_error(d,
+			     "bad share path '%s': absolute, not /, no . or .. "
+			     "parts",
+			     path ? path : "");
+		return -EINVAL;
+	}
 	if (fstat(mntns_fd, &st) != 0)
 		return -errno;
 	pthread_mutex_lock(&d->state_lock);
