@@ -241,6 +241,7 @@ bad_share() {
 	ok $? "share $what: exit $rc, says '$msg'" || diag "$err"
 }
 bad_share "into a stopped container" "not running" s1 --container docker:cb
+_vd_alive "$PB" || bad_share "into its gone PID" "No such file" s1 --container "$PB"
 D rm cb >/dev/null
 bad_share "into a removed container" "no Docker container named 'cb'" s1 --container docker:cb
 bad_share "of an unknown drive" "no drive named 'nosuch'" nosuch --container docker:cc
