@@ -302,6 +302,7 @@ else
 	ok $? "its smbd runs" || diag "$(cat "$VDRIVE_RUNDIR"/smb/*/log.smbd 2>&1)"
 	out=$("$VDRIVE" unshare s1 --smb 2>&1) && [ "$(shares s1)" = none ]
 	ok $? "vdrive unshare s1 --smb" || diag "$out; $(shares s1)"
+	for _ in $(seq 50); do [ -z "$(smbd_pids)" ] && break; sleep 0.1; done
 	for p in $SMBD; do _vd_alive "$p" && break; done
 	! _vd_alive "$p" && [ -z "$(smbd_pids)" ] && _vd_alive "$DP" &&
 		[ "$(D exec ca cat /data/f 2>&1)" = a4 ]
@@ -316,7 +317,7 @@ fi
 NSC=$(ns_of "$PC")
 "$VDRIVE" share s1 --container docker:cc --at /c >/dev/null 2>&1
 D stop ca >/dev/null
-for _ in $(seq 50); do _vd_alive "$DP" || break; sleep 0.1; done
+for _ in $(seq 100); do _vd_alive "$DP" || break; sleep 0.1; done
 ! _vd_alive "$DP" && ! fuse_at "$PC" /c && [ ! -e "$VDRIVE_RUNDIR/drives/s1" ]
 ok $? "stopping A ends the drive and its share in C: nothing mounted, running or recorded" ||
 	diag "$(grep fuse "/proc/$PC/mountinfo"); $(ls "$VDRIVE_RUNDIR/drives")"
