@@ -282,7 +282,13 @@ static int spawn(struct vd_drive *d, struct cli_smb *s, char *msg, size_t mn)
 
 		close(up[0]);
 		close(go[1]);
-		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+		/* smbd's SIGTERM handler signals its whole process group
+		 * (kill(0, SIGTERM)); without a group of its own that is the
+		 * drive process's (and with -f the user's shell's). */
+		if (setsid() < 0)
+			e = errno;
+		if (!e &&
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
 			e = errno;
 		if (!e && s->netns_fd >= 0 &&
 		    setns(s->netns_fd, CLONE_NEWNET) != 0)

@@ -99,13 +99,20 @@ int vd_drive_attach(struct vd_drive *d, const char *path, int mntns_fd,
 {
 	struct vd_attach *a = NULL, *p;
 	struct stat st, nst;
+	bool other = false, pre = false;
 	uint64_t own;
 	size_t n = 0;
 	int r;
 
-	if (!d || !good_path(path) || mntns_fd < 0 ||
-	    (flags & ~VD_ADMIT_READONLY))
+	if (!d || mntns_fd < 0 || (flags & ~VD_ADMIT_READONLY))
 		return -EINVAL;
+	if (!good_path(path)) {
+		vd_set_error(d,
+			     "bad share path '%s': absolute, not /, no . or .. "
+			     "parts",
+			     path ? path : "");
+		return -EINVAL;
+	}
 	if (fstat(mntns_fd, &st) != 0)
 		return -errno;
 	pthread_mutex_lock(&d->state_lock);
@@ -125,9 +132,14 @@ int vd_drive_attach(struct vd_drive *d, const char *path, int mntns_fd,
 	else
 		own = fstat(d->ns_fd, &nst) == 0 ? (uint64_t)nst.st_ino : 0;
 	pthread_mutex_lock(&d->share_lock);
-	for (p = d->attached; p; p = p->next, n++)
-		if (p->ino == (uint64_t)st.st_ino && !strcmp(p->path, path))
+	for (p = d->attached; p; p = p->next, n++) {
+		if (p->ino != (uint64_t)st.st_ino)
+			continue;
+		if (!strcmp(p->path, path))
 			break;
+		other = true;
+		pre = p->admitted;
+	}
 	pthread_mutex_unlock(&d->share_lock);
 	if (p) {
 		vd_set_error(d, "already shared at %s there", path);
@@ -159,9 +171,13 @@ int vd_drive_attach(struct vd_drive *d, const char *path, int mntns_fd,
 			goto out;
 	}
 	/* Admit before attaching: the target may use it at once. A
-	 * namespace admitted already (--allow) stays as it was. */
-	a->admitted = a->ino == own || vd_gate_admitted(d, a->ino);
-	r = a->admitted ? 0 : vd_drive_admit(d, a->ino, flags);
+	 * namespace admitted already (--allow, or the drive's own) stays as
+	 * it was. One with a share already keeps that share's admission: it
+	 * was admitted by the share, and must be revoked when its last share
+	 * goes. */
+	a->admitted =
+		other ? pre : a->ino == own || vd_gate_admitted(d, a->ino);
+	r = other || a->admitted ? 0 : vd_drive_admit(d, a->ino, flags);
 	if (r)
 		goto out;
 	r = clone_into(d->ns_mounted ? d->ns_fd : -1,
@@ -170,7 +186,7 @@ int vd_drive_attach(struct vd_drive *d, const char *path, int mntns_fd,
 	if (r) {
 		vd_set_error(d, "cannot attach at %s there: %s", path,
 			     strerror(-r));
-		if (!a->admitted)
+		if (!other && !a->admitted)
 			vd_drive_revoke(d, a->ino);
 		goto out;
 	}
