@@ -17,6 +17,11 @@ SANFLAGS :=
 endif
 
 SQLITE_LIBS := $(shell $(PKG_CONFIG) --libs sqlite3 2>/dev/null || echo -lsqlite3)
+# libpq for postgres: (Debian's libpq-dev); its header lives in a folder
+# of its own.
+PQ_CFLAGS := $(shell $(PKG_CONFIG) --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
+PQ_LIBS := $(shell $(PKG_CONFIG) --libs libpq 2>/dev/null || echo -lpq)
+SQLITE_LIBS += $(PQ_LIBS)
 
 # ---- Which libfuse --------------------------------------------------------
 # lib/ compiles and links against the libfuse 3.17 that `make deps` builds
@@ -80,7 +85,7 @@ $(B)/lib/%.o: lib/%.c lib/vdrive_i.h include/vdrive.h $(wildcard common/*.h) $(L
 
 $(B)/%.o: %.c include/vdrive.h $(wildcard sources/*.h sources/*/*.h cli/*.h daemon/*.h common/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isources -c $< -o $@
+	$(CC) $(CFLAGS) -Isources $(PQ_CFLAGS) -c $< -o $@
 
 $(LIBSO): $(LIB_OBJ) $(COMMON_OBJ) lib/libvdrive.map
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=lib/libvdrive.map \

@@ -46,7 +46,9 @@ bool cli_wants_help(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_unmount(int argc, char **argv);
 int cmd_list(int argc, char **argv);
+int cmd_init(int argc, char **argv);
 
-extern const char usage_mount[], usage_unmount[], usage_list[];
+extern const char usage_mount[], usage_unmount[], usage_list[],
+	usage_init[];
 
 #endif

@@ -951,8 +951,8 @@ fail:
 }
 
 const struct vd_source vd_source_sqlite = {
-	"sqlite",
-	"sqlite:PATH",
-	"files in an SQLite database",
-	sq_open,
+	.kind = "sqlite",
+	.usage = "sqlite:PATH",
+	.help = "files in an SQLite database",
+	.open = sq_open,
 };
