@@ -23,9 +23,10 @@
 
 #define FS_FORMAT_SQLITE "vdrive-sqlite"
 #define FS_NAME_MAX 255
-#define FS_SLOTS 4	       /* chunks kept in memory for small writes */
-#define FS_SQLAR_MAX (1 << 20) /* files whose content the sqlar table copies   \
-				*/
+#define FS_SLOTS 4 /* chunks kept in memory for small writes */
+#define FS_SQLAR_MAX                                                           \
+	(1 << 20) /* files whose content the sqlar table copies                \
+		   */
 #define FS_OPEN_BUCKETS 256
 #define FS_NS 1000000000LL
 

@@ -43,10 +43,10 @@
 
 #define PG_FORMAT "vdrive-postgres"
 #define PG_VERSION 1
-#define PG_CHUNK 131072		   /* bytes per chunk of a new store */
-#define PG_TIMEOUT_S 10		   /* default vdrive_timeout */
+#define PG_CHUNK 131072		    /* bytes per chunk of a new store */
+#define PG_TIMEOUT_S 10		    /* default vdrive_timeout */
 #define PG_CHANNEL "vdrive_changes" /* LISTEN/NOTIFY channel */
-#define PG_PAYLOAD_MAX 7000	   /* NOTIFY payloads must stay < 8000 */
+#define PG_PAYLOAD_MAX 7000	    /* NOTIFY payloads must stay < 8000 */
 #define PG_MAXPARAM 16
 #define OID_INT8 20
 #define OID_BYTEA 17
@@ -88,8 +88,9 @@ static const char *const pg_sql[S_COUNT] = {
 		     " AND idx<=$3 ORDER BY idx",
 	[S_CHUNKLEN] = "SELECT length(data)::bigint FROM chunks WHERE ino=$1"
 		       " AND idx=$2",
-	[S_PUTCHUNK] = "INSERT INTO chunks(ino,idx,data) VALUES($1,$2,$3)"
-		       " ON CONFLICT (ino,idx) DO UPDATE SET data=EXCLUDED.data",
+	[S_PUTCHUNK] =
+		"INSERT INTO chunks(ino,idx,data) VALUES($1,$2,$3)"
+		" ON CONFLICT (ino,idx) DO UPDATE SET data=EXCLUDED.data",
 	[S_ALLOCCHUNK] = "INSERT INTO chunks(ino,idx,data)"
 			 " VALUES($1,$2,decode(repeat('00',$3::int),'hex'))"
 			 " ON CONFLICT (ino,idx) DO NOTHING",
@@ -133,7 +134,8 @@ struct pg {
 	int timeout_ms;
 	PGconn *conn; /* NULL or broken: connect at the next call */
 	bool in_begin;
-	bool lost; /* the connection dropped inside the open transaction */
+	bool lost;  /* the connection dropped inside the open transaction */
+	bool empty; /* check_store(): no table in the current schema */
 	bool wrote; /* the open transaction took the write lock */
 	int pid;    /* the server process of conn, to skip our own notices */
 	/* the listener */
@@ -222,9 +224,10 @@ static int parse_arg(struct pg *p, const char *arg, char *err, size_t errlen)
 static PGconn *pg_dial(struct pg *p, char *err, size_t errlen)
 {
 	char secs[16];
-	const char *keys[] = {"dbname", "connect_timeout",
-			      "fallback_application_name", NULL};
-	const char *vals[] = {p->conninfo, secs, "vdrive", NULL};
+	/* The conninfo comes last: its own connect_timeout wins. */
+	const char *keys[] = {"connect_timeout", "fallback_application_name",
+			      "dbname", NULL};
+	const char *vals[] = {secs, "vdrive", p->conninfo, NULL};
 	PGconn *c;
 
 	snprintf(secs, sizeof(secs), "%d", (p->timeout_ms + 999) / 1000);
@@ -259,8 +262,8 @@ static int pg_ready(struct pg *p)
 		pg_drop(p);
 	p->conn = pg_dial(p, msg, sizeof(msg));
 	if (!p->conn) {
-		fprintf(stderr, "postgres:%s: cannot connect: %s",
-			p->fs->path, msg);
+		fprintf(stderr, "postgres:%s: cannot connect: %s", p->fs->path,
+			msg);
 		return -EIO;
 	}
 	__atomic_store_n(&p->pid, PQbackendPID(p->conn), __ATOMIC_RELAXED);
@@ -270,8 +273,8 @@ static int pg_ready(struct pg *p)
 /* -errno for a failed result; logs what is not a plain conflict. */
 static int pg_errno(struct pg *p, const PGresult *res)
 {
-	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
-				: NULL;
+	const char *state =
+		res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
 	if (state && !strcmp(state, "23505"))
 		return -EEXIST; /* unique_violation: the name is taken */
@@ -284,12 +287,15 @@ static int pg_errno(struct pg *p, const PGresult *res)
 	return -EIO;
 }
 
+#define PG_BROKEN 1 /* pg_try(): the connection broke */
+
 /*
  * Send a query and wait for its result, at most the timeout: the one
- * place that waits on the server. A timeout or a broken connection
- * drops the connection (its transaction dies with it) and gives -EIO.
+ * place that waits on the server. A timeout drops the connection (its
+ * transaction dies with it) and gives -EIO; a broken connection gives
+ * PG_BROKEN, after dropping it.
  */
-static int pg_run(struct pg *p, const char *sql, int n, const Oid *types,
+static int pg_try(struct pg *p, const char *sql, int n, const Oid *types,
 		  const char *const *vals, const int *lens, const int *fmts,
 		  PGresult **out)
 {
@@ -305,8 +311,8 @@ static int pg_run(struct pg *p, const char *sql, int n, const Oid *types,
 		return r;
 	/* Without parameters: the simple protocol, which takes several
 	 * statements at once (BEGIN and the lock in one round trip). */
-	if (!(vals ? PQsendQueryParams(p->conn, sql, n, types, vals, lens,
-				       fmts, 1)
+	if (!(vals ? PQsendQueryParams(p->conn, sql, n, types, vals, lens, fmts,
+				       1)
 		   : PQsendQuery(p->conn, sql)))
 		goto broken;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -354,12 +360,34 @@ static int pg_run(struct pg *p, const char *sql, int n, const Oid *types,
 	*out = last;
 	return 0;
 broken:
-	fprintf(stderr, "postgres:%s: connection lost: %s", p->fs->path,
-		PQerrorMessage(p->conn));
+	PQclear(last);
+	pg_drop(p);
+	return PG_BROKEN;
 fail:
 	PQclear(last);
 	pg_drop(p);
 	return -EIO;
+}
+
+/*
+ * pg_try(), once more on a new connection when the old one turns out to
+ * be broken (a server restart) before this callback's transaction began:
+ * nothing was lost with it.
+ */
+static int pg_run(struct pg *p, const char *sql, int n, const Oid *types,
+		  const char *const *vals, const int *lens, const int *fmts,
+		  PGresult **out)
+{
+	bool fresh = !p->in_begin;
+	int r = pg_try(p, sql, n, types, vals, lens, fmts, out);
+
+	if (r == PG_BROKEN && fresh && !p->lost)
+		r = pg_try(p, sql, n, types, vals, lens, fmts, out);
+	if (r == PG_BROKEN) {
+		fprintf(stderr, "postgres:%s: connection lost\n", p->fs->path);
+		r = -EIO;
+	}
+	return r;
 }
 
 /* Run SQL without parameters whose result does not matter. */
@@ -372,8 +400,8 @@ static int pg_exec(struct pg *p, const char *sql)
 	return r;
 }
 
-static void pg_param(struct fs_stmt *q, int i, const char *v, int len,
-		     int fmt, Oid type)
+static void pg_param(struct fs_stmt *q, int i, const char *v, int len, int fmt,
+		     Oid type)
 {
 	struct pg_stmt *ps = PGS(q);
 
@@ -685,8 +713,8 @@ static void *listener(void *arg)
 		if (!PQconsumeInput(c))
 			continue; /* broken: dial again */
 		while ((nt = PQnotifies(c))) {
-			struct vd_drive *d =
-				__atomic_load_n(&p->fs->drive, __ATOMIC_ACQUIRE);
+			struct vd_drive *d = __atomic_load_n(&p->fs->drive,
+							     __ATOMIC_ACQUIRE);
 			int own = __atomic_load_n(&p->pid, __ATOMIC_RELAXED);
 
 			if (d && nt->be_pid != own) {
@@ -781,15 +809,20 @@ static int check_store(struct pg *p, const char *shown, char *err,
 				 shown, msg);
 		return -EHOSTUNREACH;
 	}
+	res = PQexec(p->conn, "SELECT 1 FROM pg_tables"
+			      " WHERE schemaname = current_schema() LIMIT 1");
+	p->empty = PQresultStatus(res) == PGRES_TUPLES_OK && !PQntuples(res);
+	PQclear(res);
 	/* No meta table at all: not a store (asked first, since a query
 	 * naming a missing table fails to parse). */
 	res = PQexec(p->conn, "SELECT 1 WHERE to_regclass('meta') IS NOT NULL");
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
 		PQclear(res);
-		res = PQexec(p->conn,
-			     "SELECT (SELECT value FROM meta WHERE key='format'),"
-			     " (SELECT value FROM meta WHERE key='version'),"
-			     " (SELECT value FROM meta WHERE key='chunk_size')");
+		res = PQexec(
+			p->conn,
+			"SELECT (SELECT value FROM meta WHERE key='format'),"
+			" (SELECT value FROM meta WHERE key='version'),"
+			" (SELECT value FROM meta WHERE key='chunk_size')");
 	}
 	r = -EINVAL;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -800,7 +833,8 @@ static int check_store(struct pg *p, const char *shown, char *err,
 		   strcmp(PQgetvalue(res, 0, 0), PG_FORMAT)) {
 		snprintf(err, errlen,
 			 "postgres:%s: not a vdrive store (no meta table "
-			 "saying format=" PG_FORMAT "; `vdrive init` makes one)",
+			 "saying format=" PG_FORMAT
+			 "; `vdrive init` makes one)",
 			 shown);
 	} else if (atoi(PQgetvalue(res, 0, 1)) > PG_VERSION) {
 		snprintf(err, errlen,
@@ -931,13 +965,21 @@ static int pg_init(const char *arg, char *err, size_t errlen)
 		return r;
 	p = f->priv;
 	r = check_store(p, f->path, err, errlen);
+	if (r == -EINVAL && p->conn && !p->empty) {
+		snprintf(err, errlen,
+			 "postgres:%s: the database has tables but no vdrive "
+			 "store: init wants an empty database (or schema)",
+			 f->path);
+		r = -ENOTEMPTY;
+		goto out;
+	}
 	if (r == 0) {
 		snprintf(err, errlen, "postgres:%s: already a vdrive store",
 			 f->path);
 		r = -EEXIST;
 		goto out;
 	}
-	if (!p->conn || r != -EINVAL || strstr(err, "newer"))
+	if (r != -EINVAL || !p->conn)
 		goto out;
 	err[0] = '\0';
 	if (asprintf(&sql, pg_schema, PG_CHUNK, S_IFDIR | 0755, (int)getuid(),
