@@ -908,7 +908,9 @@ static int do_forget(struct fs *s, vd_node_t node)
 /* vd_ops.forget, under the lock, in the open transaction. */
 void fs_forget(void *data, vd_node_t node)
 {
-	(void)FS_CALL((struct fs *)data, do_forget(data, node));
+	/* Only deletes an inode no name leads to and no one here has open:
+	 * safe without the drive's write lock. */
+	(void)FS_READ((struct fs *)data, do_forget(data, node));
 }
 
 /* getattr: the inode row as a struct stat. */
@@ -1909,7 +1911,8 @@ static int do_release(struct fs *s, vd_node_t node)
 int fs_release(const struct vd_ctx *ctx, vd_node_t node, struct vd_file *fi)
 {
 	(void)fi;
-	return FS_CALL(fs_of(ctx), do_release(ctx->data, node));
+	/* As forget: at most deletes an inode nothing leads to. */
+	return FS_READ(fs_of(ctx), do_release(ctx->data, node));
 }
 
 /*

@@ -136,8 +136,10 @@ struct pg {
 	bool in_begin;
 	bool lost;  /* the connection dropped inside the open transaction */
 	bool empty; /* check_store(): no table in the current schema */
-	bool wrote; /* the open transaction took the write lock */
-	int pid;    /* the server process of conn, to skip our own notices */
+	bool want_write;  /* this callback may write: BEGIN and lock first */
+	unsigned int gen; /* connections made so far */
+	unsigned int prepared[S_COUNT]; /* gen when statement i was prepared */
+	int pid; /* the server process of conn, to skip our own notices */
 	/* the listener */
 	pthread_t listener;
 	bool listener_running;
@@ -267,6 +269,7 @@ static int pg_ready(struct pg *p)
 		return -EIO;
 	}
 	__atomic_store_n(&p->pid, PQbackendPID(p->conn), __ATOMIC_RELAXED);
+	p->gen++;
 	return 0;
 }
 
@@ -290,31 +293,18 @@ static int pg_errno(struct pg *p, const PGresult *res)
 #define PG_BROKEN 1 /* pg_try(): the connection broke */
 
 /*
- * Send a query and wait for its result, at most the timeout: the one
- * place that waits on the server. A timeout drops the connection (its
- * transaction dies with it) and gives -EIO; a broken connection gives
- * PG_BROKEN, after dropping it.
+ * Wait for the result of what was just sent, at most the timeout: the
+ * one place that waits on the server. A timeout drops the connection
+ * (its transaction dies with it) and gives -EIO; a broken connection
+ * gives PG_BROKEN, after dropping it.
  */
-static int pg_try(struct pg *p, const char *sql, int n, const Oid *types,
-		  const char *const *vals, const int *lens, const int *fmts,
-		  PGresult **out)
+static int pg_wait(struct pg *p, PGresult **out)
 {
 	struct timespec t0, t;
 	PGresult *res, *last = NULL;
 	int r;
 
 	*out = NULL;
-	if (p->lost)
-		return -EIO; /* never carry on outside the transaction */
-	r = pg_ready(p);
-	if (r)
-		return r;
-	/* Without parameters: the simple protocol, which takes several
-	 * statements at once (BEGIN and the lock in one round trip). */
-	if (!(vals ? PQsendQueryParams(p->conn, sql, n, types, vals, lens, fmts,
-				       1)
-		   : PQsendQuery(p->conn, sql)))
-		goto broken;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		struct pollfd pfd = {PQsocket(p->conn), POLLIN, 0};
@@ -341,7 +331,9 @@ static int pg_try(struct pg *p, const char *sql, int n, const Oid *types,
 				"postgres:%s: no answer in %d ms: "
 				"dropping the connection\n",
 				p->fs->path, p->timeout_ms);
-			goto fail;
+			PQclear(last);
+			pg_drop(p);
+			return -EIO;
 		}
 		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
 			goto broken;
@@ -363,31 +355,99 @@ broken:
 	PQclear(last);
 	pg_drop(p);
 	return PG_BROKEN;
-fail:
-	PQclear(last);
-	pg_drop(p);
-	return -EIO;
+}
+
+/*
+ * Run sql once: statement id (>= 0) as a statement prepared on this
+ * connection (prepared on first use), else as given. Without
+ * parameters, the simple protocol, which takes several statements at
+ * once (BEGIN and the lock in one round trip).
+ */
+static int pg_try(struct pg *p, int id, const char *sql, int n,
+		  const Oid *types, const char *const *vals, const int *lens,
+		  const int *fmts, PGresult **out)
+{
+	char name[16];
+	int r, sent;
+
+	*out = NULL;
+	if (p->lost)
+		return -EIO; /* never carry on outside the transaction */
+	r = pg_ready(p);
+	if (r)
+		return r;
+	snprintf(name, sizeof(name), "s%d", id);
+	if (id >= 0 && p->prepared[id] != p->gen) {
+		if (!PQsendPrepare(p->conn, name, sql, 0, NULL)) {
+			pg_drop(p);
+			return PG_BROKEN;
+		}
+		r = pg_wait(p, out);
+		PQclear(*out);
+		*out = NULL;
+		if (r)
+			return r;
+		p->prepared[id] = p->gen;
+	}
+	if (id >= 0)
+		sent = PQsendQueryPrepared(p->conn, name, n, vals, lens, fmts,
+					   1);
+	else if (vals)
+		sent = PQsendQueryParams(p->conn, sql, n, types, vals, lens,
+					 fmts, 1);
+	else
+		sent = PQsendQuery(p->conn, sql);
+	if (!sent) {
+		pg_drop(p);
+		return PG_BROKEN;
+	}
+	return pg_wait(p, out);
 }
 
 /*
  * pg_try(), once more on a new connection when the old one turns out to
  * be broken (a server restart) before this callback's transaction began:
- * nothing was lost with it.
+ * nothing was lost with it. A callback that may write opens its
+ * transaction, and takes the drive's write lock, before its first
+ * statement (one that sends none costs no round trip).
  */
-static int pg_run(struct pg *p, const char *sql, int n, const Oid *types,
-		  const char *const *vals, const int *lens, const int *fmts,
-		  PGresult **out)
+static int pg_run_id(struct pg *p, int id, const char *sql, int n,
+		     const Oid *types, const char *const *vals, const int *lens,
+		     const int *fmts, PGresult **out)
 {
-	bool fresh = !p->in_begin;
-	int r = pg_try(p, sql, n, types, vals, lens, fmts, out);
+	static const char begin[] = "BEGIN; SELECT 1 FROM meta"
+				    " WHERE key='format' FOR UPDATE";
+	bool fresh;
+	int r;
 
+	*out = NULL;
+	if (p->want_write && !p->in_begin && !p->lost) {
+		r = pg_try(p, -1, begin, 0, NULL, NULL, NULL, NULL, out);
+		if (r == PG_BROKEN)
+			r = pg_try(p, -1, begin, 0, NULL, NULL, NULL, NULL,
+				   out);
+		PQclear(*out);
+		*out = NULL;
+		if (r)
+			return r == PG_BROKEN ? -EIO : r;
+		p->in_begin = true;
+	}
+	fresh = !p->in_begin;
+	r = pg_try(p, id, sql, n, types, vals, lens, fmts, out);
 	if (r == PG_BROKEN && fresh && !p->lost)
-		r = pg_try(p, sql, n, types, vals, lens, fmts, out);
+		r = pg_try(p, id, sql, n, types, vals, lens, fmts, out);
 	if (r == PG_BROKEN) {
 		fprintf(stderr, "postgres:%s: connection lost\n", p->fs->path);
 		r = -EIO;
 	}
 	return r;
+}
+
+static int pg_run(struct pg *p, const char *sql, int n, const Oid *types,
+		  const char *const *vals, const int *lens, const int *fmts,
+		  PGresult **out)
+{
+	return pg_run_id(p, -1, sql, n, types, vals, lens, fmts, out);
 }
 
 /* Run SQL without parameters whose result does not matter. */
@@ -452,8 +512,9 @@ static int pg_step(struct fs_stmt *q)
 			if (!ps->types[i] && ps->vals[i])
 				ps->types[i] = OID_INT8;
 		}
-		r = pg_run(ps->pg, pg_sql[ps->id], ps->nparams, ps->types,
-			   ps->vals, ps->lens, ps->fmts, &ps->res);
+		r = pg_run_id(ps->pg, ps->id, pg_sql[ps->id], ps->nparams,
+			      ps->types, ps->vals, ps->lens, ps->fmts,
+			      &ps->res);
 		if (r)
 			return r;
 		ps->row = -1;
@@ -543,17 +604,10 @@ static const struct fs_stmt_ops pg_stmt_ops = {
 static int pg_begin(struct fs *s, bool write)
 {
 	struct pg *p = PG(s);
-	int r;
 
-	p->wrote = write;
+	p->want_write = write; /* BEGIN waits for the first statement */
 	p->lost = false;
-	if (!write)
-		return pg_ready(p);
-	r = pg_exec(p, "BEGIN; SELECT 1 FROM meta WHERE key='format'"
-		       " FOR UPDATE");
-	if (!r)
-		p->in_begin = true;
-	return r;
+	return 0;
 }
 
 /* Hex of a name, for a NOTIFY payload (which must be text). */
@@ -568,33 +622,42 @@ static void hex(char *out, const char *name)
 	*out = '\0';
 }
 
-/* Send one NOTIFY with the payload so far (delivered at commit). */
-static int notify_send(struct pg *p, const char *payload)
+/* Append a NOTIFY of payload to the commit's SQL (which it precedes:
+ * notices go out when the transaction commits). The payload holds only
+ * letters, digits, spaces and newlines, so it needs no quoting. */
+static int notify_add(char **sql, size_t *len, const char *payload)
 {
-	const char *vals[2] = {PG_CHANNEL, payload};
-	PGresult *res;
-	int r;
+	static const char fmt[] = "SELECT pg_notify('" PG_CHANNEL "', '%s');";
+	size_t add = strlen(payload) + sizeof(fmt);
+	char *p;
 
 	if (!*payload)
 		return 0;
-	r = pg_run(p, "SELECT pg_notify($1, $2)", 2, NULL, vals, NULL, NULL,
-		   &res);
-	PQclear(res);
-	return r;
+	p = realloc(*sql, *len + add + 1);
+	if (!p)
+		return -ENOMEM;
+	*sql = p;
+	*len += snprintf(p + *len, add + 1, fmt, payload);
+	return 0;
 }
 
 /*
- * Tell other mounts what this transaction changed: "n INO" for each
- * inode, "e PARENT HEXNAME" for each name, one per line, in as many
- * notices as needed.
+ * Commit, telling other mounts what the transaction changed in the same
+ * round trip: "n INO" for each inode, "e PARENT HEXNAME" for each name,
+ * one per line, in as many notices as needed.
  */
-static int notify_changes(struct fs *s)
+static int pg_commit(struct fs *s)
 {
 	struct pg *p = PG(s);
 	char payload[PG_PAYLOAD_MAX + 600], line[600];
-	size_t n = 0;
+	char *sql = NULL;
+	size_t n = 0, len = 0;
 	int r = 0;
 
+	if (p->lost)
+		return -EIO;
+	if (!p->in_begin)
+		return 0;
 	payload[0] = '\0';
 	for (size_t i = 0; !r && i < s->ndirty + s->nnames; i++) {
 		if (i < s->ndirty) {
@@ -609,30 +672,32 @@ static int notify_changes(struct fs *s)
 			strcat(line, "\n");
 		}
 		if (n + strlen(line) > PG_PAYLOAD_MAX) {
-			r = notify_send(p, payload);
+			r = notify_add(&sql, &len, payload);
 			n = 0;
 			payload[0] = '\0';
 		}
 		strcpy(payload + n, line);
 		n += strlen(line);
 	}
-	return r ? r : notify_send(p, payload);
-}
-
-static int pg_commit(struct fs *s)
-{
-	struct pg *p = PG(s);
-	int r;
-
-	if (p->lost)
-		return -EIO;
-	if (!p->in_begin)
-		return 0;
-	r = notify_changes(s);
 	if (!r)
-		r = pg_exec(p, "COMMIT");
+		r = notify_add(&sql, &len, payload);
+	if (!r) {
+		char *p2 = realloc(sql, len + sizeof("COMMIT"));
+
+		if (!p2) {
+			r = -ENOMEM;
+		} else {
+			sql = p2;
+			strcpy(sql + len, "COMMIT");
+			r = pg_exec(p, sql);
+		}
+	}
+	free(sql);
+	if (r)
+		return r; /* still open (or dropped): pg_rollback ends it */
 	p->in_begin = false;
-	return r;
+	p->want_write = false;
+	return 0;
 }
 
 static void pg_rollback(struct fs *s)
@@ -642,6 +707,7 @@ static void pg_rollback(struct fs *s)
 	if (p->in_begin && p->conn)
 		pg_exec(p, "ROLLBACK");
 	p->in_begin = false;
+	p->want_write = false;
 	p->lost = false;
 }
 
@@ -854,6 +920,7 @@ static int check_store(struct pg *p, const char *shown, char *err,
 	if (r)
 		return r;
 	__atomic_store_n(&p->pid, PQbackendPID(p->conn), __ATOMIC_RELAXED);
+	p->gen++;
 	return 0;
 }
 
