@@ -265,6 +265,19 @@ ok $lost "every fsynced file is intact, read through the other mount ($lost of $
 echo after >"$M2/after-restart"
 ok $? "the other mount writes again too"
 
+# ---- a server that stops answering: EIO after vdrive_timeout, no hang
+procs="$PGPID $(ps -o pid= --ppid "$PGPID" | tr '\n' ' ')"
+kill -STOP $procs
+t0=$(date +%s%N)
+out=$(timeout 30 stat "$M/frozen-$RANDOM" 2>&1)
+rc=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+kill -CONT $procs
+[ $rc != 124 ] && [ $rc != 0 ] && grep -q "Input/output error" <<<"$out" && [ $ms -lt 20000 ]
+ok $? "with the server frozen, a call fails with EIO after the 3 s timeout (took $ms ms: ${out:0:80})"
+t=$(wait_for 15 touch "$M/after-freeze")
+ok $? "and once it answers again the mount works again (${t:-never})"
+
 vd_umount "$M2"
 ok $? "unmount the second mount"
 vd_umount "$M"
