@@ -42,7 +42,9 @@ pg_stop() {
 	fi
 	PGPID=
 }
-trap 'rc=$?; _vd_cleanup >/dev/null 2>&1; pg_stop; (exit $rc); _vd_exit' EXIT
+CTS=() # "container" pids, killed (by pid) on exit: their drives end too
+trap 'rc=$?; for c in "${CTS[@]}"; do kill -KILL "$c" 2>/dev/null; done
+	_vd_cleanup >/dev/null 2>&1; pg_stop; (exit $rc); _vd_exit' EXIT
 
 # pg_start: on $PORT; fsync=off since a test server need not survive the
 # machine (commits still reach the OS before they are acknowledged, which
@@ -204,6 +206,43 @@ ok $bad_rounds "racing renames of one file ($rounds rounds): one wins, the other
 fsck=$(sql vd "SELECT count(*) FROM inodes i WHERE i.mode & 61440 <> 16384 AND i.ino <> 1
 	AND i.nlink <> (SELECT count(*) FROM dentries d WHERE d.ino = i.ino)")
 ok "$fsck" "every file's link count matches its names in the store ($fsck wrong)"
+
+# Two "containers" (processes alone in private mount namespaces, as in
+# containers.t), each with the drive mounted inside: coherent too.
+new_ct() {
+	unshare -m --propagation private sh -c \
+		'mount -t tmpfs none /mnt && exec sleep 600' &
+	CT=$!
+	disown
+	CTS+=($CT)
+	for _ in $(seq 50); do
+		grep -q " /mnt .* tmpfs" /proc/$CT/mountinfo 2>/dev/null && break
+		sleep 0.1
+	done
+}
+if command -v unshare >/dev/null && command -v nsenter >/dev/null; then
+	new_ct
+	CA=$CT
+	new_ct
+	CB=$CT
+	"$VDRIVE" mount "$SPEC" /mnt/pg --container "$CA" --name pga >/dev/null 2>&1 &&
+		"$VDRIVE" mount "$SPEC" /mnt/pg --container "$CB" --name pgb >/dev/null 2>&1
+	ok $? "the store mounted inside two containers"
+	for n in pga pgb; do
+		p=$(sed -n 's/^pid=//p' "$VDRIVE_RUNDIR/drives/$n" 2>/dev/null)
+		[ -n "$p" ] && VD_PIDS+=("$p")
+	done
+	nsenter -t "$CB" -m cat /mnt/pg/shared >/dev/null 2>&1
+	nsenter -t "$CA" -m sh -c 'echo from-a > /mnt/pg/shared' 2>/dev/null
+	t=$(wait_for 1 nsenter -t "$CB" -m grep -qx from-a /mnt/pg/shared)
+	ok $? "a write in one container is seen in the other within 1 s (${t:-not seen})"
+	t=$(wait_for 1 grep -qx from-a "$M/shared")
+	ok $? "and on the host's mount (${t:-not seen})"
+	kill -KILL "$CA" "$CB" 2>/dev/null
+	CTS=()
+else
+	skip "two containers" "needs unshare and nsenter (util-linux)"
+fi
 
 # ---- passwords: never in ps, the mount table or `vdrive list`
 shows_pw() { ps -eo args | grep -F -- "$PW" | grep -v grep -q ||

@@ -457,6 +457,7 @@ static int sq_make_room(struct fs *s, uint64_t bytes)
 			s->in_txn = true;
 			s->txn_start = fs_mono_ms();
 			s->txn_bytes = 0;
+			pthread_cond_signal(&s->wake); /* for the idle commit */
 		}
 	}
 	return -ENOSPC;
