@@ -2,10 +2,10 @@
  * core.c - the file store behind sqlite: and postgres:: a read-write
  * POSIX drive whose files, folders, links, owners, modes, times and
  * extended attributes live in SQL tables. Written only against vdrive.h;
- * what differs between databases is in the back ends (sqlite.c,
- * postgres.c) behind struct fs_backend (core.h).
+ * what differs between databases is in the back ends (sqlite.c with its
+ * sqlar mirror in sqlar.c, postgres.c) behind struct fs_backend (core.h).
  *
- * The schema is in docs/sqlite-schema.md. In short: a node handle is the
+ * The schema is in docs/sqlite-schema.md and docs/postgres.md. In short: a node handle is the
  * inode's row id; file content is stored in fixed-size chunks (a missing
  * chunk is a hole); a folder's names are rows of dentries, unique per
  * folder. Every callback runs under s->lock inside a transaction: with a
@@ -79,7 +79,7 @@ static struct timespec ns_ts(int64_t ns)
 }
 
 /* Step a statement that returns no rows, and reset it. */
-static int run(struct fs *s, struct fs_stmt *q)
+int fs_run(struct fs *s, struct fs_stmt *q)
 {
 	int rc = fs_step(q);
 
@@ -91,7 +91,7 @@ static int run(struct fs *s, struct fs_stmt *q)
 }
 
 /* A prepared statement with ino bound as ?1 (every statement's key). */
-static struct fs_stmt *q_ino(struct fs *s, int id, uint64_t ino)
+struct fs_stmt *fs_q_ino(struct fs *s, int id, uint64_t ino)
 {
 	struct fs_stmt *q = s->stmt[id];
 
@@ -133,9 +133,9 @@ static void attr_bind(struct fs_stmt *q, const struct fs_attr *a)
 }
 
 /* Load inode ino. -ENOENT if there is no such row. */
-static int get_attr(struct fs *s, uint64_t ino, struct fs_attr *a)
+int fs_get_attr(struct fs *s, uint64_t ino, struct fs_attr *a)
 {
-	struct fs_stmt *q = q_ino(s, S_GET, ino);
+	struct fs_stmt *q = fs_q_ino(s, S_GET, ino);
 	int rc = fs_step(q);
 
 	if (rc == FS_ROW)
@@ -171,11 +171,11 @@ static int mark_dirty(struct fs *s, uint64_t ino)
 /* Store a's attributes into its row (its sqlar rows follow at commit). */
 static int put_attr(struct fs *s, const struct fs_attr *a)
 {
-	struct fs_stmt *q = q_ino(s, S_PUT, a->ino);
+	struct fs_stmt *q = fs_q_ino(s, S_PUT, a->ino);
 	int r;
 
 	attr_bind(q, a);
-	r = run(s, q);
+	r = fs_run(s, q);
 	return r ? r : mark_dirty(s, a->ino);
 }
 
@@ -183,7 +183,7 @@ static int put_attr(struct fs *s, const struct fs_attr *a)
 static int lookup_name(struct fs *s, uint64_t parent, const char *name,
 		       struct fs_attr *a, int64_t *rowid)
 {
-	struct fs_stmt *q = q_ino(s, S_LOOKUP, parent);
+	struct fs_stmt *q = fs_q_ino(s, S_LOOKUP, parent);
 	int rc;
 
 	fs_bind_text(q, 2, name);
@@ -202,7 +202,7 @@ static int lookup_name(struct fs *s, uint64_t parent, const char *name,
 /* Load folder ino, failing as a path walk would if it is not one. */
 static int get_dir(struct fs *s, uint64_t ino, struct fs_attr *a)
 {
-	int r = get_attr(s, ino, a);
+	int r = fs_get_attr(s, ino, a);
 
 	if (r)
 		return r;
@@ -231,7 +231,24 @@ static void attr_stat(const struct fs *s, const struct fs_attr *a,
 }
 
 static int slots_flush(struct fs *s, uint64_t ino);
-static int sqlar_flush(struct fs *s);
+
+/* The back end's mirrors follow a rename (sqlar.c). */
+static int renaming(struct fs *s, uint64_t parent, const char *name,
+		    uint64_t newparent, const char *newname, bool dir,
+		    bool exists, bool exchange, bool dstdir)
+{
+	if (!s->be->renaming)
+		return 0;
+	return s->be->renaming(s, parent, name, newparent, newname, dir, exists,
+			       exchange, dstdir);
+}
+
+/* Bytes a write up to end adds beyond its own (sqlar.c's copies). */
+static int64_t write_extra(struct fs *s, const struct fs_attr *a, int64_t end,
+			   int64_t bytes)
+{
+	return s->be->write_extra ? s->be->write_extra(s, a, end, bytes) : 0;
+}
 
 /* Forget the names noted for other mounts. */
 static void names_clear(struct fs *s)
@@ -260,7 +277,7 @@ int fs_commit(struct fs *s)
 	if (!s->in_txn)
 		return 0;
 	flushed = slots_flush(s, 0);
-	r = s->be->sqlar ? sqlar_flush(s) : 0;
+	r = s->be->precommit ? s->be->precommit(s) : 0;
 	if (!flushed)
 		flushed = r;
 	if (!s->in_txn)
@@ -423,7 +440,7 @@ static void open_free(struct fs *s, struct fs_open *o)
 /* Delete inode ino with its content and extended attributes. */
 static int drop_inode(struct fs *s, uint64_t ino)
 {
-	struct fs_stmt *q = q_ino(s, S_DROPCHUNKS, ino);
+	struct fs_stmt *q = fs_q_ino(s, S_DROPCHUNKS, ino);
 	int r;
 
 	for (int i = 0; i < FS_SLOTS; i++) {
@@ -432,11 +449,11 @@ static int drop_inode(struct fs *s, uint64_t ino)
 	}
 	fs_bind_int(q, 2, 0);
 	fs_bind_int(q, 3, INT64_MAX);
-	r = run(s, q);
+	r = fs_run(s, q);
 	if (!r)
-		r = run(s, q_ino(s, S_DROPXATTRS, ino));
+		r = fs_run(s, fs_q_ino(s, S_DROPXATTRS, ino));
 	if (!r)
-		r = run(s, q_ino(s, S_DROPINODE, ino));
+		r = fs_run(s, fs_q_ino(s, S_DROPINODE, ino));
 	return r;
 }
 
@@ -448,7 +465,7 @@ static int reap(struct fs *s, uint64_t ino)
 
 	if (ino == VD_ROOT)
 		return 0;
-	r = get_attr(s, ino, &a);
+	r = fs_get_attr(s, ino, &a);
 	if (r)
 		return r == -ENOENT ? 0 : r;
 	return a.nlink == 0 ? drop_inode(s, ino) : 0;
@@ -470,7 +487,7 @@ static int open_ref(struct fs *s, uint64_t ino)
 static int64_t load_chunk_into(struct fs *s, uint64_t ino, int64_t idx,
 			       char *dst)
 {
-	struct fs_stmt *q = q_ino(s, S_CHUNKS, ino);
+	struct fs_stmt *q = fs_q_ino(s, S_CHUNKS, ino);
 	int64_t len = 0;
 	int rc;
 
@@ -499,7 +516,7 @@ static int64_t load_chunk(struct fs *s, uint64_t ino, int64_t idx)
 /* The stored length of chunk idx of ino (0: a hole). */
 static int64_t chunk_len(struct fs *s, uint64_t ino, int64_t idx)
 {
-	struct fs_stmt *q = q_ino(s, S_CHUNKLEN, ino);
+	struct fs_stmt *q = fs_q_ino(s, S_CHUNKLEN, ino);
 	int64_t len = 0;
 	int rc;
 
@@ -517,11 +534,11 @@ static int64_t chunk_len(struct fs *s, uint64_t ino, int64_t idx)
 static int put_chunk(struct fs *s, uint64_t ino, int64_t idx, const void *data,
 		     int64_t len)
 {
-	struct fs_stmt *q = q_ino(s, S_PUTCHUNK, ino);
+	struct fs_stmt *q = fs_q_ino(s, S_PUTCHUNK, ino);
 
 	fs_bind_int(q, 2, idx);
 	fs_bind_blob(q, 3, data, len);
-	return run(s, q);
+	return fs_run(s, q);
 }
 
 /* Store a slot's chunk if it changed. */
@@ -599,7 +616,7 @@ static int slot_get(struct fs *s, uint64_t ino, int64_t idx,
 static int drop_chunks(struct fs *s, struct fs_attr *a, int64_t first,
 		       int64_t last)
 {
-	struct fs_stmt *q = q_ino(s, S_SUMCHUNKS, a->ino);
+	struct fs_stmt *q = fs_q_ino(s, S_SUMCHUNKS, a->ino);
 	int rc;
 
 	if (first > last)
@@ -612,10 +629,10 @@ static int drop_chunks(struct fs *s, struct fs_attr *a, int64_t first,
 	fs_reset(q);
 	if (rc != FS_ROW)
 		return rc;
-	q = q_ino(s, S_DROPCHUNKS, a->ino);
+	q = fs_q_ino(s, S_DROPCHUNKS, a->ino);
 	fs_bind_int(q, 2, first);
 	fs_bind_int(q, 3, last);
-	return run(s, q);
+	return fs_run(s, q);
 }
 
 /* Cut a's content to size bytes (a->size is left to the caller). */
@@ -691,12 +708,12 @@ static int alloc_range(struct fs *s, struct fs_attr *a, int64_t off,
 	for (int64_t idx = off / s->cs; idx <= (end - 1) / s->cs; idx++) {
 		int64_t n =
 			end - idx * s->cs < s->cs ? end - idx * s->cs : s->cs;
-		struct fs_stmt *q = q_ino(s, S_ALLOCCHUNK, a->ino);
+		struct fs_stmt *q = fs_q_ino(s, S_ALLOCCHUNK, a->ino);
 		int r;
 
 		fs_bind_int(q, 2, idx);
 		fs_bind_int(q, 3, n);
-		r = run(s, q);
+		r = fs_run(s, q);
 		if (r)
 			return r;
 		if (fs_changes(q))
@@ -717,7 +734,7 @@ static int is_ancestor(struct fs *s, uint64_t anc, uint64_t dir)
 			return 1;
 		if (dir == VD_ROOT)
 			return 0;
-		r = get_attr(s, dir, &a);
+		r = fs_get_attr(s, dir, &a);
 		if (r)
 			return r;
 		dir = a.parent;
@@ -744,7 +761,7 @@ static bool in_group(const struct vd_ctx *ctx, gid_t gid)
 static int get_xattr(struct fs *s, uint64_t ino, const char *name, void **val,
 		     size_t *len)
 {
-	struct fs_stmt *q = q_ino(s, S_GETX, ino);
+	struct fs_stmt *q = fs_q_ino(s, S_GETX, ino);
 	int rc;
 
 	*val = NULL;
@@ -766,11 +783,11 @@ static int get_xattr(struct fs *s, uint64_t ino, const char *name, void **val,
 static int put_xattr(struct fs *s, uint64_t ino, const char *name,
 		     const void *val, size_t len)
 {
-	struct fs_stmt *q = q_ino(s, S_PUTX, ino);
+	struct fs_stmt *q = fs_q_ino(s, S_PUTX, ino);
 
 	fs_bind_text(q, 2, name);
 	fs_bind_blob(q, 3, len ? val : "", len);
-	return run(s, q);
+	return fs_run(s, q);
 }
 
 /*
@@ -850,10 +867,10 @@ static int make_node(const struct vd_ctx *ctx, uint64_t parent,
 		r = put_xattr(s, a->ino, VD_ACL_DEFAULT, dflt, dflt_len);
 	if (r || !name)
 		goto out;
-	q = q_ino(s, S_ADDNAME, parent);
+	q = fs_q_ino(s, S_ADDNAME, parent);
 	fs_bind_text(q, 2, name);
 	fs_bind_int(q, 3, a->ino);
-	r = run(s, q);
+	r = fs_run(s, q);
 	if (!r)
 		r = note_name(s, parent, name);
 	if (r)
@@ -918,7 +935,7 @@ static int do_getattr(const struct vd_ctx *ctx, vd_node_t node, struct stat *st)
 {
 	struct fs *s = ctx->data;
 	struct fs_attr a;
-	int r = get_attr(s, node, &a);
+	int r = fs_get_attr(s, node, &a);
 
 	if (!r)
 		attr_stat(s, &a, st);
@@ -959,7 +976,7 @@ static int do_setattr(const struct vd_ctx *ctx, vd_node_t node, struct stat *st,
 	struct fs *s = ctx->data;
 	struct fs_attr a;
 	int64_t now = fs_now_ns();
-	int r = get_attr(s, node, &a);
+	int r = fs_get_attr(s, node, &a);
 
 	if (r)
 		return r;
@@ -1008,9 +1025,9 @@ int fs_setattr(const struct vd_ctx *ctx, vd_node_t node, struct stat *st,
 }
 
 /* readlink: the target, cut to fit buf; -EINVAL if not a symlink. */
-static int do_readlink(struct fs *s, vd_node_t node, char *buf, size_t size)
+int fs_readlink_into(struct fs *s, vd_node_t node, char *buf, size_t size)
 {
-	struct fs_stmt *q = q_ino(s, S_TARGET, node);
+	struct fs_stmt *q = fs_q_ino(s, S_TARGET, node);
 	int rc = fs_step(q);
 	int r = 0;
 
@@ -1038,7 +1055,8 @@ static int do_readlink(struct fs *s, vd_node_t node, char *buf, size_t size)
 int fs_readlink(const struct vd_ctx *ctx, vd_node_t node, char *buf,
 		size_t size)
 {
-	return FS_READ(fs_of(ctx), do_readlink(ctx->data, node, buf, size));
+	return FS_READ(fs_of(ctx),
+		       fs_readlink_into(ctx->data, node, buf, size));
 }
 
 /* mknod, mkdir and symlink: make the node and report it. */
@@ -1088,62 +1106,6 @@ int fs_symlink(const struct vd_ctx *ctx, const char *target, vd_node_t parent,
 }
 
 /*
- * The sqlar path of name in folder parent ("a/b/name"), malloc'd into
- * *path; -ENOENT if the folder is no longer reachable from the root.
- */
-static int dentry_path(struct fs *s, uint64_t parent, const char *name,
-		       char **path)
-{
-	struct fs_stmt *q = q_ino(s, S_PATH, parent);
-	int rc;
-
-	*path = NULL;
-	fs_bind_text(q, 2, name);
-	rc = fs_step(q);
-	if (rc == FS_ROW)
-		*path = strdup(fs_col_text(q, 0));
-	fs_reset(q);
-	if (rc == FS_ROW)
-		return *path ? 0 : -ENOMEM;
-	return rc == FS_DONE ? -ENOENT : rc;
-}
-
-/* Run one of the sqlar statements on paths from and (unless NULL) to. */
-static int sqlar_run(struct fs *s, int id, const char *from, const char *to)
-{
-	struct fs_stmt *q = s->stmt[id];
-
-	fs_bind_text(q, 1, from);
-	if (to)
-		fs_bind_text(q, 2, to);
-	return run(s, q);
-}
-
-/* The sqlar row of name in folder parent goes with the name. */
-static int sqlar_drop(struct fs *s, uint64_t parent, const char *name)
-{
-	char *path;
-	int r = dentry_path(s, parent, name, &path);
-
-	if (r)
-		return r == -ENOENT ? 0 : r;
-	r = sqlar_run(s, S_SQLARDEL, path, NULL);
-	free(path);
-	return r;
-}
-
-/* Rename sqlar row from to to, and for a folder everything under it
- * (the rows of every file below move in one statement). */
-static int sqlar_move(struct fs *s, const char *from, const char *to, bool tree)
-{
-	int r = sqlar_run(s, S_SQLARMOVE, from, to);
-
-	if (!r && tree)
-		r = sqlar_run(s, S_SQLARTREE, from, to);
-	return r;
-}
-
-/*
  * Take name away from node a (found at dentry rowid in folder pa).
  * A folder loses its last link and its parent's ".." link; the inode
  * itself is deleted later, when nothing uses it (reap).
@@ -1151,7 +1113,7 @@ static int sqlar_move(struct fs *s, const char *from, const char *to, bool tree)
 static int drop_name(struct fs *s, struct fs_attr *pa, struct fs_attr *a,
 		     int64_t rowid, int64_t now)
 {
-	int r = run(s, q_ino(s, S_DELNAME, rowid));
+	int r = fs_run(s, fs_q_ino(s, S_DELNAME, rowid));
 
 	if (r)
 		return r;
@@ -1168,7 +1130,7 @@ static int drop_name(struct fs *s, struct fs_attr *pa, struct fs_attr *a,
 /* Does folder ino have any entry? 1, 0 or -errno. */
 static int has_child(struct fs *s, uint64_t ino)
 {
-	struct fs_stmt *q = q_ino(s, S_HASCHILD, ino);
+	struct fs_stmt *q = fs_q_ino(s, S_HASCHILD, ino);
 	int rc = fs_step(q);
 
 	fs_reset(q);
@@ -1197,7 +1159,7 @@ static int do_remove(struct fs *s, vd_node_t parent, const char *name, bool dir)
 		if (r)
 			return r > 0 ? -ENOTEMPTY : r;
 	}
-	r = s->be->sqlar ? sqlar_drop(s, parent, name) : 0;
+	r = s->be->name_gone ? s->be->name_gone(s, parent, name) : 0;
 	if (!r)
 		r = drop_name(s, &pa, &a, rowid, now);
 	if (!r)
@@ -1223,10 +1185,10 @@ int fs_rmdir(const struct vd_ctx *ctx, vd_node_t parent, const char *name)
 /* Point dentry rowid at inode ino (one half of RENAME_EXCHANGE). */
 static int retarget(struct fs *s, int64_t rowid, uint64_t ino)
 {
-	struct fs_stmt *q = q_ino(s, S_RETARGET, rowid);
+	struct fs_stmt *q = fs_q_ino(s, S_RETARGET, rowid);
 
 	fs_bind_int(q, 2, ino);
-	return run(s, q);
+	return fs_run(s, q);
 }
 
 /*
@@ -1256,54 +1218,6 @@ static int exchange(struct fs *s, struct fs_attr *pa, struct fs_attr *npa,
 	sa->ctime = da->ctime = now;
 	r = put_attr(s, sa);
 	return r ? r : put_attr(s, da);
-}
-
-/*
- * The sqlar side of a rename: the source's rows (a folder's whole tree)
- * take the new path; a replaced name's row goes, or with exchange the
- * two swap (through a path no name can have: it starts with '/').
- * Called before or after the dentries change: parents' paths are the
- * same either way.
- */
-static int sqlar_rename(struct fs *s, uint64_t parent, const char *name,
-			uint64_t newparent, const char *newname, bool dir,
-			bool exists, bool exchange, bool dstdir)
-{
-	char *from = NULL, *to = NULL, *tmp = NULL;
-	int r;
-
-	if (!s->be->sqlar)
-		return 0;
-	r = dentry_path(s, parent, name, &from);
-
-	if (!r)
-		r = dentry_path(s, newparent, newname, &to);
-	if (r) {
-		r = r == -ENOENT ? 0 : r;
-		goto out;
-	}
-	if (exchange) {
-		if (asprintf(&tmp, "/%s", from) < 0) {
-			tmp = NULL;
-			r = -ENOMEM;
-			goto out;
-		}
-		r = sqlar_move(s, from, tmp, dir);
-		if (!r)
-			r = sqlar_move(s, to, from, dstdir);
-		if (!r)
-			r = sqlar_move(s, tmp, to, dir);
-		goto out;
-	}
-	if (exists)
-		r = sqlar_run(s, S_SQLARDEL, to, NULL);
-	if (!r)
-		r = sqlar_move(s, from, to, dir);
-out:
-	free(from);
-	free(to);
-	free(tmp);
-	return r;
 }
 
 /*
@@ -1358,9 +1272,9 @@ static int do_rename(struct fs *s, vd_node_t parent, const char *name,
 	if (flags & RENAME_EXCHANGE) {
 		r = exchange(s, pa, npa, &sa, srow, &da, drow, now);
 		if (!r)
-			r = sqlar_rename(s, parent, name, newparent, newname,
-					 S_ISDIR(sa.mode), exists, true,
-					 S_ISDIR(da.mode));
+			r = renaming(s, parent, name, newparent, newname,
+				     S_ISDIR(sa.mode), exists, true,
+				     S_ISDIR(da.mode));
 	} else {
 		if (exists && S_ISDIR(sa.mode)) {
 			if (!S_ISDIR(da.mode))
@@ -1371,16 +1285,16 @@ static int do_rename(struct fs *s, vd_node_t parent, const char *name,
 		} else if (exists && S_ISDIR(da.mode)) {
 			return -EISDIR;
 		}
-		r = sqlar_rename(s, parent, name, newparent, newname,
-				 S_ISDIR(sa.mode), exists, false, false);
+		r = renaming(s, parent, name, newparent, newname,
+			     S_ISDIR(sa.mode), exists, false, false);
 		if (!r && exists)
 			r = drop_name(s, npa, &da, drow, now);
 		if (!r) {
-			struct fs_stmt *q = q_ino(s, S_MOVE, srow);
+			struct fs_stmt *q = fs_q_ino(s, S_MOVE, srow);
 
 			fs_bind_int(q, 2, newparent);
 			fs_bind_text(q, 3, newname);
-			r = run(s, q);
+			r = fs_run(s, q);
 		}
 		if (!r && S_ISDIR(sa.mode) && pa != npa) {
 			sa.parent = newparent;
@@ -1423,7 +1337,7 @@ static int do_link(struct fs *s, vd_node_t node, vd_node_t newparent,
 
 	if (strlen(newname) > FS_NAME_MAX)
 		return -ENAMETOOLONG;
-	r = get_attr(s, node, &a);
+	r = fs_get_attr(s, node, &a);
 	if (!r && S_ISDIR(a.mode))
 		r = -EPERM;
 	if (!r)
@@ -1433,10 +1347,10 @@ static int do_link(struct fs *s, vd_node_t node, vd_node_t newparent,
 	r = lookup_name(s, newparent, newname, &old, NULL);
 	if (r != -ENOENT)
 		return r ? r : -EEXIST;
-	q = q_ino(s, S_ADDNAME, newparent);
+	q = fs_q_ino(s, S_ADDNAME, newparent);
 	fs_bind_text(q, 2, newname);
 	fs_bind_int(q, 3, a.ino);
-	r = run(s, q);
+	r = fs_run(s, q);
 	if (!r)
 		r = note_name(s, newparent, newname);
 	if (r)
@@ -1463,7 +1377,7 @@ int fs_link(const struct vd_ctx *ctx, vd_node_t node, vd_node_t newparent,
 static int do_open(struct fs *s, vd_node_t node, struct vd_file *fi)
 {
 	struct fs_attr a;
-	int r = get_attr(s, node, &a);
+	int r = fs_get_attr(s, node, &a);
 
 	if (r)
 		return r;
@@ -1492,8 +1406,8 @@ int fs_open_file(const struct vd_ctx *ctx, vd_node_t node, struct vd_file *fi)
 }
 
 /* Copy [off, off+size) of a's content into buf; holes read as zeros. */
-static int read_content(struct fs *s, const struct fs_attr *a, char *buf,
-			size_t size, off_t off)
+int fs_read_content(struct fs *s, const struct fs_attr *a, char *buf,
+		    size_t size, off_t off)
 {
 	struct fs_stmt *q;
 	int64_t end, done = off; /* buf is final up to done */
@@ -1508,7 +1422,7 @@ static int read_content(struct fs *s, const struct fs_attr *a, char *buf,
 	end = off + size;
 	/* With blob_read: row ids and lengths, the bytes read in place;
 	 * else the chunks themselves. */
-	q = q_ino(s, s->be->blob_read ? S_CHUNKROWS : S_CHUNKS, a->ino);
+	q = fs_q_ino(s, s->be->blob_read ? S_CHUNKROWS : S_CHUNKS, a->ino);
 	fs_bind_int(q, 2, off / s->cs);
 	fs_bind_int(q, 3, (end - 1) / s->cs);
 	while (!r && (rc = fs_step(q)) == FS_ROW) {
@@ -1541,153 +1455,19 @@ static int read_content(struct fs *s, const struct fs_attr *a, char *buf,
 	return (int)size;
 }
 
-/*
- * The sqlar path of folder ino ("" for the root), for the refresh before
- * a commit: files of one folder come together (new inodes get adjacent
- * numbers), so the last folder's path is kept. -ENOENT if the folder is
- * no longer reachable from the root.
- */
-static int folder_path(struct fs *s, uint64_t ino, const char **path)
-{
-	struct fs_stmt *q;
-	int rc;
-
-	if (ino == VD_ROOT) {
-		*path = "";
-		return 0;
-	}
-	if (s->dir_path && s->dir_ino == ino) {
-		*path = s->dir_path;
-		return 0;
-	}
-	free(s->dir_path);
-	s->dir_path = NULL;
-	q = q_ino(s, S_PATHS, ino);
-	rc = fs_step(q);
-	if (rc == FS_ROW)
-		s->dir_path = strdup(fs_col_text(q, 0));
-	fs_reset(q);
-	if (rc != FS_ROW)
-		return rc == FS_DONE ? -ENOENT : rc;
-	if (!s->dir_path)
-		return -ENOMEM;
-	s->dir_ino = ino;
-	*path = s->dir_path;
-	return 0;
-}
-
-/*
- * Write the sqlar rows of inode ino, one per name, from its inode row:
- * mode, mtime in whole seconds, size, and as data the content of a
- * regular file up to FS_SQLAR_MAX bytes (stored, not compressed:
- * sz = length(data)), a symlink's target, or NULL (folders and larger
- * files). Fifos, sockets and devices have no rows. The slots must have
- * been stored.
- */
-static int sqlar_refresh(struct fs *s, uint64_t ino)
-{
-	struct fs_stmt *q, *put = s->stmt[S_SQLARPUT];
-	struct fs_attr a;
-	char *data = NULL;
-	bool has_data = false;
-	int rc = FS_DONE, r;
-
-	if (ino == VD_ROOT)
-		return 0;
-	r = get_attr(s, ino, &a);
-	if (r)
-		return r == -ENOENT ? 0 : r;
-	if (a.nlink == 0 ||
-	    (!S_ISREG(a.mode) && !S_ISDIR(a.mode) && !S_ISLNK(a.mode)))
-		return 0;
-	if ((S_ISREG(a.mode) && a.size <= FS_SQLAR_MAX) || S_ISLNK(a.mode)) {
-		data = malloc(a.size + 1);
-		if (!data)
-			return -ENOMEM;
-		if (S_ISREG(a.mode))
-			r = read_content(s, &a, data, a.size, 0);
-		else
-			r = do_readlink(s, ino, data, a.size + 1);
-		if (r < 0)
-			goto out;
-		has_data = true;
-	}
-	fs_bind_int(put, 2, a.mode);
-	fs_bind_int(put, 3, ns_ts(a.mtime).tv_sec);
-	fs_bind_int(put, 4, S_ISDIR(a.mode) ? 0 : a.size);
-	if (has_data)
-		fs_bind_blob(put, 5, data, a.size);
-	else
-		fs_bind_null(put, 5);
-	r = 0;
-	q = q_ino(s, S_NAMES, ino);
-	while (!r && (rc = fs_step(q)) == FS_ROW) {
-		const char *name = fs_col_text(q, 1);
-		const char *dir = "";
-		char *path;
-
-		r = folder_path(s, fs_col_int(q, 0), &dir);
-		if (r) {
-			r = r == -ENOENT ? 0 : r;
-			continue;
-		}
-		if (asprintf(&path, "%s%s%s", dir, *dir ? "/" : "", name) < 0)
-			path = NULL;
-		if (!path) {
-			r = -ENOMEM;
-			break;
-		}
-		fs_bind_text(put, 1, path);
-		r = run(s, put);
-		free(path);
-	}
-	fs_reset(q);
-	if (!r && rc != FS_DONE)
-		r = rc;
-out:
-	fs_bind_null(put, 5); /* data is freed */
-	free(data);
-	return r;
-}
-
-/* qsort() order of inode numbers. */
-static int cmp_ino(const void *x, const void *y)
-{
-	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
-
-	return a < b ? -1 : a > b;
-}
-
-/* Refresh the sqlar rows of every inode changed since the last commit. */
-static int sqlar_flush(struct fs *s)
-{
-	int r = 0;
-
-	if (s->ndirty)
-		qsort(s->dirty, s->ndirty, sizeof(*s->dirty), cmp_ino);
-	for (size_t i = 0; !r && i < s->ndirty; i++) {
-		if (i == 0 || s->dirty[i] != s->dirty[i - 1])
-			r = sqlar_refresh(s, s->dirty[i]);
-	}
-	s->ndirty = 0;
-	free(s->dir_path); /* paths change once requests run again */
-	s->dir_path = NULL;
-	return r;
-}
-
 /* read: store the file's slots first, then read its chunks. */
 static int do_read(struct fs *s, vd_node_t node, char *buf, size_t size,
 		   off_t off)
 {
 	struct fs_attr a;
-	int r = get_attr(s, node, &a);
+	int r = fs_get_attr(s, node, &a);
 
 	if (r)
 		return r;
 	if (S_ISDIR(a.mode))
 		return -EISDIR;
 	r = slots_flush(s, node);
-	return r ? r : read_content(s, &a, buf, size, off);
+	return r ? r : fs_read_content(s, &a, buf, size, off);
 }
 
 /* vd_ops.read, under the lock, in the open transaction. */
@@ -1753,24 +1533,6 @@ static int write_content(struct fs *s, struct fs_attr *a, const char *buf,
 }
 
 /*
- * The bytes the sqlar copy of file a adds to the transaction when bytes
- * are written up to end: a small file's whole copy is rewritten at the
- * commit, so its full size counts, once per run of writes to it (it is
- * then the last inode marked dirty); later writes in the run count what
- * they add. make_room() and the commit size see them, so the refresh
- * before a commit does not run out of disk inside SQLite.
- */
-static int64_t sqlar_bytes(struct fs *s, const struct fs_attr *a, int64_t end,
-			   int64_t bytes)
-{
-	if (!S_ISREG(a->mode) || a->size > FS_SQLAR_MAX || end > FS_SQLAR_MAX)
-		return 0;
-	if (s->ndirty && s->dirty[s->ndirty - 1] == a->ino)
-		return bytes;
-	return end > a->size ? end : a->size;
-}
-
-/*
  * write. kill_priv: the writer may not keep set-id bits (not root); the
  * kernel clears them itself except on direct_io writes, so do it here as
  * ext4 would: set-user-ID always, set-group-ID when group-executable.
@@ -1784,12 +1546,12 @@ static int do_write(struct fs *s, vd_node_t node, const char *buf, size_t size,
 
 	if (off < 0 || (int64_t)size > INT64_MAX - off)
 		return -EFBIG;
-	r = get_attr(s, node, &a);
+	r = fs_get_attr(s, node, &a);
 	if (r)
 		return r;
 	if (size == 0)
 		return 0;
-	twice = sqlar_bytes(s, &a, off + size, size);
+	twice = write_extra(s, &a, off + size, size);
 	r = make_room(s, size + twice);
 	if (r)
 		return r;
@@ -1835,9 +1597,9 @@ static int64_t do_copy(struct fs *s, vd_node_t in, off_t off_in, vd_node_t out,
 		return -EINVAL;
 	if (off_in < 0 || off_out < 0)
 		return -EINVAL;
-	r = get_attr(s, in, src);
+	r = fs_get_attr(s, in, src);
 	if (!r && dst != src)
-		r = get_attr(s, out, dst);
+		r = fs_get_attr(s, out, dst);
 	if (r)
 		return r;
 	if (!S_ISREG(src->mode) || !S_ISREG(dst->mode))
@@ -1853,7 +1615,7 @@ static int64_t do_copy(struct fs *s, vd_node_t in, off_t off_in, vd_node_t out,
 	if (in == out && off_in < off_out + (off_t)len &&
 	    off_out < off_in + (off_t)len)
 		return -EINVAL; /* overlapping ranges of one file */
-	twice = sqlar_bytes(s, dst, off_out + len, len);
+	twice = write_extra(s, dst, off_out + len, len);
 	r = make_room(s, len + twice);
 	if (r)
 		return r;
@@ -1865,7 +1627,7 @@ static int64_t do_copy(struct fs *s, vd_node_t in, off_t off_in, vd_node_t out,
 		/* Within one file, the last piece written may be in a slot. */
 		r = slots_flush(s, in);
 		if (!r)
-			r = read_content(s, src, buf, n, off_in + done);
+			r = fs_read_content(s, src, buf, n, off_in + done);
 		if (r > 0)
 			r = write_content(s, dst, buf, r, off_out + done);
 		if (r)
@@ -1950,7 +1712,7 @@ static int do_readdir(struct fs *s, vd_node_t node, off_t off, vd_fill_fn fill,
 	struct fs_attr a;
 	struct stat st;
 	struct fs_stmt *q;
-	int rc, r = get_attr(s, node, &a);
+	int rc, r = fs_get_attr(s, node, &a);
 
 	if (r)
 		return r;
@@ -1968,7 +1730,7 @@ static int do_readdir(struct fs *s, vd_node_t node, off_t off, vd_fill_fn fill,
 		if (fill(buf, "..", 0, &st, 2))
 			return 0;
 	}
-	q = q_ino(s, S_LIST, node);
+	q = fs_q_ino(s, S_LIST, node);
 	fs_bind_int(q, 2, off < 2 ? 0 : off - 2);
 	while ((rc = fs_step(q)) == FS_ROW) {
 		int64_t rowid = fs_col_int(q, 0);
@@ -2044,7 +1806,7 @@ static bool xattr_name_ok(const char *name)
 static int touch_ctime(struct fs *s, uint64_t ino)
 {
 	struct fs_attr a;
-	int r = get_attr(s, ino, &a);
+	int r = fs_get_attr(s, ino, &a);
 
 	if (r)
 		return r;
@@ -2066,16 +1828,16 @@ static int set_access_acl(struct fs *s, vd_node_t node, const char *value,
 
 	r = vd_acl_mode(value, size, &perm, &extended);
 	if (!r)
-		r = get_attr(s, node, &a);
+		r = fs_get_attr(s, node, &a);
 	if (r)
 		return r;
 	if (extended) {
 		r = put_xattr(s, node, VD_ACL_ACCESS, value, size);
 	} else if (had) {
-		struct fs_stmt *q = q_ino(s, S_DELX, node);
+		struct fs_stmt *q = fs_q_ino(s, S_DELX, node);
 
 		fs_bind_text(q, 2, VD_ACL_ACCESS);
-		r = run(s, q);
+		r = fs_run(s, q);
 	}
 	if (r)
 		return r;
@@ -2152,7 +1914,7 @@ int fs_getxattr(const struct vd_ctx *ctx, vd_node_t node, const char *name,
 /* listxattr: NUL-separated names, with getxattr's size rules. */
 static int do_listxattr(struct fs *s, vd_node_t node, char *list, size_t size)
 {
-	struct fs_stmt *q = q_ino(s, S_LISTX, node);
+	struct fs_stmt *q = fs_q_ino(s, S_LISTX, node);
 	size_t total = 0;
 	int rc;
 
@@ -2182,11 +1944,11 @@ int fs_listxattr(const struct vd_ctx *ctx, vd_node_t node, char *list,
 /* removexattr: -ENODATA if there is no such attribute. */
 static int do_removexattr(struct fs *s, vd_node_t node, const char *name)
 {
-	struct fs_stmt *q = q_ino(s, S_DELX, node);
+	struct fs_stmt *q = fs_q_ino(s, S_DELX, node);
 	int r;
 
 	fs_bind_text(q, 2, name);
-	r = run(s, q);
+	r = fs_run(s, q);
 	if (r)
 		return r;
 	if (fs_changes(q) == 0)
@@ -2255,7 +2017,7 @@ static int do_fallocate(struct fs *s, vd_node_t node, int mode, off_t off,
 		return -EOPNOTSUPP;
 	if (off < 0 || len <= 0 || len > INT64_MAX - off)
 		return -EINVAL;
-	r = get_attr(s, node, &a);
+	r = fs_get_attr(s, node, &a);
 	if (r)
 		return r;
 	if (S_ISDIR(a.mode))
@@ -2304,7 +2066,7 @@ static int64_t do_lseek(struct fs *s, vd_node_t node, off_t off, int whence)
 
 	if (whence != SEEK_DATA && whence != SEEK_HOLE)
 		return -EINVAL;
-	r = get_attr(s, node, &a);
+	r = fs_get_attr(s, node, &a);
 	if (r)
 		return r;
 	if (off < 0)
@@ -2315,7 +2077,7 @@ static int64_t do_lseek(struct fs *s, vd_node_t node, off_t off, int whence)
 	if (r)
 		return r;
 	want = off / s->cs;
-	q = q_ino(s, S_NEXTCHUNK, node);
+	q = fs_q_ino(s, S_NEXTCHUNK, node);
 	fs_bind_int(q, 2, want);
 	if (whence == SEEK_DATA) {
 		rc = fs_step(q);

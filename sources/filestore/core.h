@@ -77,6 +77,7 @@ enum {
 
 struct fs;
 struct fs_stmt;
+struct fs_attr;
 
 /* A back end's cursor functions (one table per back end). */
 struct fs_stmt_ops {
@@ -110,7 +111,6 @@ struct fs_backend {
 	 * or after a second (SQLite, one writer); else each callback is one
 	 * transaction, committed before it returns (PostgreSQL, shared). */
 	bool batch;
-	bool sqlar;  /* keep the sqlar table (SQLite Archive view) in step */
 	bool notify; /* collect changed inodes and names for ->commit */
 	/* write: the callback may change the store */
 	int (*begin)(struct fs *s, bool write);
@@ -123,6 +123,17 @@ struct fs_backend {
 	int (*blob_read)(struct fs *s, int64_t rowid, char *dst, int n,
 			 int off);
 	int (*statfs)(struct fs *s, struct statvfs *st);
+	/* Mirrors kept in step (SQLite's sqlar table, sqlar.c): before the
+	 * dentry of name in parent is deleted; before or after a rename
+	 * (the parents' paths are the same either way); before each commit;
+	 * and the bytes a write up to end adds to the transaction. */
+	int (*name_gone)(struct fs *s, uint64_t parent, const char *name);
+	int (*renaming)(struct fs *s, uint64_t parent, const char *name,
+			uint64_t newparent, const char *newname, bool dir,
+			bool exists, bool exchange, bool dstdir);
+	int (*precommit)(struct fs *s);
+	int64_t (*write_extra)(struct fs *s, const struct fs_attr *a,
+			       int64_t end, int64_t bytes);
 	void (*close)(struct fs *s); /* commit left, connections closed */
 };
 
@@ -261,6 +272,16 @@ int fs_commit(struct fs *s);
 void fs_lost_txn(struct fs *s);
 /* Delete inodes without names (left by a crash), in one transaction. */
 int fs_collect_orphans(struct fs *s);
+
+/* Helpers for the back ends' hooks (lock held, in the transaction). */
+int fs_run(struct fs *s, struct fs_stmt *q); /* step, no rows, reset */
+struct fs_stmt *fs_q_ino(struct fs *s, int id, uint64_t ino); /* ?1 = ino */
+int fs_get_attr(struct fs *s, uint64_t ino, struct fs_attr *a);
+/* [off, off+size) of a's content (slots stored first); bytes or -errno */
+int fs_read_content(struct fs *s, const struct fs_attr *a, char *buf,
+		    size_t size, off_t off);
+/* a symlink's target, cut to size - 1 bytes and NUL-terminated */
+int fs_readlink_into(struct fs *s, vd_node_t node, char *buf, size_t size);
 
 /* Milliseconds on the monotonic clock. */
 int64_t fs_mono_ms(void);

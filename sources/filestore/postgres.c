@@ -827,7 +827,6 @@ static void pg_close(struct fs *s)
 static const struct fs_backend pg_backend = {
 	.kind = "postgres",
 	.batch = false,
-	.sqlar = false,
 	.notify = true,
 	.begin = pg_begin,
 	.commit = pg_commit,

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "sqlar.h"
 #include "sources.h"
 
 #define SQ_FORMAT FS_FORMAT_SQLITE
@@ -582,7 +583,6 @@ static void sq_close(struct fs *s)
 static const struct fs_backend sq_backend = {
 	.kind = "sqlite",
 	.batch = true,
-	.sqlar = true,
 	.begin = sq_begin,
 	.commit = sq_commit,
 	.rollback = sq_rollback,
@@ -590,6 +590,10 @@ static const struct fs_backend sq_backend = {
 	.make_room = sq_make_room,
 	.blob_read = sq_blob_read,
 	.statfs = sq_statfs,
+	.name_gone = sq_sqlar_drop,
+	.renaming = sq_sqlar_rename,
+	.precommit = sq_sqlar_flush,
+	.write_extra = sq_sqlar_bytes,
 	.close = sq_close,
 };
 
