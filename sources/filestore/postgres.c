@@ -101,7 +101,11 @@ static const char *const pg_sql[S_COUNT] = {
 		   " ON CONFLICT (ino,name) DO UPDATE SET value=EXCLUDED.value",
 	[S_DELX] = "DELETE FROM xattrs WHERE ino=$1 AND name=$2",
 	[S_LISTX] = "SELECT name FROM xattrs WHERE ino=$1 ORDER BY name",
-	[S_ORPHANS] = "SELECT ino FROM inodes WHERE nlink=0 AND ino<>1",
+	/* Another mount may hold a nameless file open (unlinked, or
+	 * O_TMPFILE): only those untouched for a day are orphans. */
+	[S_ORPHANS] = "SELECT ino FROM inodes WHERE nlink=0 AND ino<>1"
+		      " AND ctime < (extract(epoch FROM now()) * 1e9)::bigint"
+		      " - 86400000000000",
 };
 
 /* The schema of a new store; %d: chunk size, then the root's fields. */
