@@ -23,6 +23,11 @@ SANFLAGS :=
 endif
 
 SQLITE_LIBS := $(shell $(PKG_CONFIG) --libs sqlite3 2>/dev/null || echo -lsqlite3)
+# libpq for postgres: (Debian's libpq-dev); its header lives in a folder
+# of its own.
+PQ_CFLAGS := $(shell $(PKG_CONFIG) --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
+PQ_LIBS := $(shell $(PKG_CONFIG) --libs libpq 2>/dev/null || echo -lpq)
+SQLITE_LIBS += $(PQ_LIBS)
 
 # ---- Which libfuse --------------------------------------------------------
 # lib/ compiles and links against the libfuse 3.17 that `make deps` builds
@@ -115,9 +120,9 @@ $(B)/lib/%.o: lib/%.c lib/vdrive_i.h include/vdrive.h $(wildcard common/*.h) $(L
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(FUSE_CFLAGS) -c $< -o $@
 
-$(B)/%.o: %.c include/vdrive.h $(wildcard sources/*.h cli/*.h daemon/*.h common/*.h)
+$(B)/%.o: %.c include/vdrive.h $(wildcard sources/*.h sources/*/*.h cli/*.h daemon/*.h common/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isources -c $< -o $@
+	$(CC) $(CFLAGS) -Isources $(PQ_CFLAGS) -c $< -o $@
 
 $(LIBSO): $(LIB_OBJ) $(COMMON_OBJ) lib/libvdrive.map
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=lib/libvdrive.map \
@@ -215,7 +220,7 @@ check-san:
 format:
 	clang-format -i include/*.h lib/*.c lib/*.h $(SRC_SRC) $(CLI_SRC) $(DAEMON_SRC) common/*.[ch] \
 		$(DOCKER_SRC) $(wildcard docker/*.h) \
-		$(wildcard examples/*.c tests/unit/*.c tests/helpers/*.c sources/*.h cli/*.h)
+		$(wildcard examples/*.c tests/unit/*.c tests/helpers/*.c sources/*.h sources/*/*.h cli/*.h)
 
 clean:
 	rm -rf build build-san build-private-san

@@ -71,10 +71,11 @@ int cmd_share(int argc, char **argv);
 int cmd_unshare(int argc, char **argv);
 int cmd_unmount(int argc, char **argv);
 int cmd_list(int argc, char **argv);
+int cmd_init(int argc, char **argv);
 /* argv[0] is mount.vdrive or mount.fuse.vdrive: mount(8)'s helper. */
 int cli_mount_helper(int argc, char **argv);
 
 extern const char usage_mount[], usage_unmount[], usage_list[], usage_share[],
-	usage_unshare[];
+	usage_unshare[], usage_init[];
 
 #endif

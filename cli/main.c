@@ -11,6 +11,7 @@
 static int cmd_help(int argc, char **argv);
 
 static const struct vd_cmd cmds[] = {
+	{"init", cmd_init, usage_init, "make a new, empty store"},
 	{"mount", cmd_mount, usage_mount, "mount a drive"},
 	{"unmount", cmd_unmount, usage_unmount, "stop a drive and unmount it"},
 	{"list", cmd_list, usage_list, "show the live drives and their shares"},
@@ -84,11 +85,41 @@ static int cmd_help(int argc, char **argv)
 	return 0;
 }
 
+/*
+ * A password typed into a conninfo ("password=..." or a URI's
+ * "user:...@") must not stay readable in /proc/PID/cmdline (ps): keep a
+ * private copy for the command and overwrite the original.
+ */
+static void hide_passwords(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		char *p = strstr(argv[i], "password="), *copy, *at, *colon;
+
+		at = strstr(argv[i], "://") ? strchr(argv[i], '@') : NULL;
+		if (!p && !at)
+			continue;
+		copy = strdup(argv[i]);
+		if (!copy)
+			continue;
+		if (p)
+			for (p += strlen("password="); *p && *p != ' '; p++)
+				*p = '*';
+		if (at) {
+			colon = strchr(strstr(argv[i], "://") + 3, ':');
+			for (p = colon && colon < at ? colon + 1 : at; p < at;
+			     p++)
+				*p = '*';
+		}
+		argv[i] = copy;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const char *base = strrchr(argv[0], '/');
 	const struct vd_cmd *c;
 
+	hide_passwords(argc, argv);
 	/* Called by mount(8) through /sbin/mount.vdrive or mount.fuse.vdrive */
 	base = base ? base + 1 : argv[0];
 	if (!strncmp(base, "mount.", 6))

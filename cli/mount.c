@@ -266,7 +266,7 @@ static int run_drive(struct mount_args *a, int status_fd)
 	const struct vd_ops *ops;
 	struct vd_drive *d = NULL;
 	struct vd_rec rec;
-	char msg[1024] = "", fsname[256];
+	char msg[1024] = "", fsname[256], shown[512];
 	void *data = NULL;
 	sigset_t set;
 	pthread_t th;
@@ -282,11 +282,12 @@ static int run_drive(struct mount_args *a, int status_fd)
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	main_thread = pthread_self();
+	vd_source_shown(a->spec, shown, sizeof(shown));
 
 	r = src->open(strchr(a->spec, ':') + 1, &ops, &data, msg, sizeof(msg));
 	if (r) {
 		if (!msg[0])
-			snprintf(msg, sizeof(msg), "%s: %s", a->spec,
+			snprintf(msg, sizeof(msg), "%s: %s", shown,
 				 strerror(-r));
 		report(status_fd, msg);
 		return 1;
@@ -298,8 +299,9 @@ static int run_drive(struct mount_args *a, int status_fd)
 		snprintf(msg, sizeof(msg), "%s", strerror(-r));
 		goto fail;
 	}
-	/* fsname shows in the mount table; commas would split the options. */
-	snprintf(fsname, sizeof(fsname), "fsname=%s", a->spec);
+	/* fsname shows in the mount table (secrets left out); commas would
+	 * split the options. */
+	snprintf(fsname, sizeof(fsname), "fsname=%s", shown);
 	for (char *p = fsname; *p; p++)
 		if (*p == ',')
 			*p = '_';
@@ -337,7 +339,7 @@ static int run_drive(struct mount_args *a, int status_fd)
 	}
 	memset(&rec, 0, sizeof(rec));
 	snprintf(rec.name, sizeof(rec.name), "%s", a->name);
-	snprintf(rec.source, sizeof(rec.source), "%s", a->spec);
+	snprintf(rec.source, sizeof(rec.source), "%s", shown);
 	snprintf(rec.mountpoint, sizeof(rec.mountpoint), "%s", a->mountpoint);
 	rec.pid = getpid();
 	rec.via_daemon = vd_drive_via_daemon(d);

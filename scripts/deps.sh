@@ -3,6 +3,7 @@
 # Idempotent: apt-get is skipped when everything is already there.
 set -e
 PKGS="build-essential pkg-config libfuse3-dev fuse3 libsqlite3-dev sqlite3
+      libpq-dev postgresql
       fio attr acl util-linux perl e2fsprogs procps psmisc
       meson ninja-build dpkg-dev liburing-dev libnuma-dev
       samba smbclient iproute2

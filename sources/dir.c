@@ -1712,4 +1712,8 @@ fail:
 }
 
 const struct vd_source vd_source_dir = {
-	"dir", "dir:PATH", "a mirror of an existing folder", dir_src_open};
+	.kind = "dir",
+	.usage = "dir:PATH",
+	.help = "a mirror of an existing folder",
+	.open = dir_src_open,
+};

@@ -1984,5 +1984,9 @@ fail:
 }
 
 /* mem:[size=BYTES] in the table of built-in sources. */
-const struct vd_source vd_source_mem = {"mem", "mem:", "a RAM drive",
-					mem_open_source};
+const struct vd_source vd_source_mem = {
+	.kind = "mem",
+	.usage = "mem:",
+	.help = "a RAM drive",
+	.open = mem_open_source,
+};

@@ -1,6 +1,7 @@
 /*
  * registry.c - the table of built-in sources.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "sources.h"
@@ -10,10 +11,11 @@ extern const struct vd_source vd_source_dir;
 extern const struct vd_source vd_source_records;
 extern const struct vd_source vd_source_gen;
 extern const struct vd_source vd_source_sqlite;
+extern const struct vd_source vd_source_postgres;
 
 const struct vd_source *const vd_sources[] = {
 	&vd_source_mem, &vd_source_dir,	   &vd_source_records,
-	&vd_source_gen, &vd_source_sqlite,
+	&vd_source_gen, &vd_source_sqlite, &vd_source_postgres,
 
 	NULL,
 };
@@ -29,4 +31,19 @@ const struct vd_source *vd_source_find(const char *spec)
 			return vd_sources[i];
 	}
 	return NULL;
+}
+
+void vd_source_shown(const char *spec, char *out, size_t len)
+{
+	const struct vd_source *src = vd_source_find(spec);
+	const char *colon = strchr(spec, ':');
+	int n;
+
+	if (!src || !src->redact || !colon) {
+		snprintf(out, len, "%s", spec);
+		return;
+	}
+	n = snprintf(out, len, "%.*s:", (int)(colon - spec), spec);
+	if (n >= 0 && (size_t)n < len)
+		src->redact(colon + 1, out + n, len - n);
 }

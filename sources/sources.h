@@ -22,6 +22,17 @@ struct vd_source {
 	 */
 	int (*open)(const char *arg, const struct vd_ops **ops, void **data,
 		    char *err, size_t errlen);
+	/*
+	 * Optional: make a new, empty store from ARG (`vdrive init`); 0 or
+	 * -errno with a message in err. Sources without it make their store
+	 * on first open, or need none.
+	 */
+	int (*init)(const char *arg, char *err, size_t errlen);
+	/*
+	 * Optional: ARG as it may be shown (mount table, `vdrive list`,
+	 * messages): without secrets such as a password.
+	 */
+	void (*redact)(const char *arg, char *out, size_t len);
 };
 
 /* NULL-terminated table of every built-in source. */
@@ -29,5 +40,8 @@ extern const struct vd_source *const vd_sources[];
 
 /* The source for "KIND:ARG" (kind matched up to ':'), or NULL. */
 const struct vd_source *vd_source_find(const char *spec);
+
+/* "KIND:ARG" as it may be shown: the source's redact() applied to ARG. */
+void vd_source_shown(const char *spec, char *out, size_t len);
 
 #endif
