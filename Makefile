@@ -17,6 +17,7 @@ SANFLAGS :=
 endif
 
 SQLITE_LIBS := $(shell $(PKG_CONFIG) --libs sqlite3 2>/dev/null || echo -lsqlite3)
+CURL_LIBS := $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
 
 # ---- Which libfuse --------------------------------------------------------
 # lib/ compiles and links against the libfuse 3.17 that `make deps` builds
@@ -95,11 +96,11 @@ $(B)/libvdsources.a: $(SRC_OBJ)
 
 $(B)/vdrive: $(CLI_OBJ) $(B)/libvdsources.a $(B)/libvdrive.so
 	$(CC) $(LDFLAGS) $(RPATH) -o $@ $(CLI_OBJ) $(B)/libvdsources.a \
-		-L$(B) -lvdrive $(SQLITE_LIBS) -lpthread
+		-L$(B) -lvdrive $(SQLITE_LIBS) $(CURL_LIBS) -lpthread
 
 $(B)/vdrived: $(DAEMON_OBJ) $(COMMON_OBJ) $(B)/libvdsources.a $(B)/libvdrive.so
 	$(CC) $(LDFLAGS) $(RPATH) -o $@ $(DAEMON_OBJ) $(COMMON_OBJ) $(B)/libvdsources.a \
-		-L$(B) -lvdrive $(SQLITE_LIBS) -lpthread
+		-L$(B) -lvdrive $(SQLITE_LIBS) $(CURL_LIBS) -lpthread
 
 $(B)/examples/%: examples/%.c include/vdrive.h $(B)/libvdrive.so
 	@mkdir -p $(dir $@)
@@ -108,7 +109,7 @@ $(B)/examples/%: examples/%.c include/vdrive.h $(B)/libvdrive.so
 $(B)/tests/%: tests/unit/%.c tests/unit/tap.h $(B)/libvdsources.a $(B)/libvdrive.so
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isources -Itests $(LDFLAGS) $(RPATH) -o $@ $< \
-		$(B)/libvdsources.a -L$(B) -lvdrive $(SQLITE_LIBS) -lpthread
+		$(B)/libvdsources.a -L$(B) -lvdrive $(SQLITE_LIBS) $(CURL_LIBS) -lpthread
 
 $(B)/tests/%: tests/helpers/%.c
 	@mkdir -p $(dir $@)
