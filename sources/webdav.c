@@ -1273,6 +1273,13 @@ static void fill_stat(const struct webdav *s, const struct wd_node *n,
 	st->st_ino = n->id;
 	st->st_mode = n->dir ? S_IFDIR | 0755 : S_IFREG | 0644;
 	st->st_nlink = 1;
+	/* A folder whose children we know counts its subfolders, as
+	 * POSIX file systems do (find relies on it); 1 means "unknown". */
+	if (n->dir && n->listed > 0) {
+		st->st_nlink = 2;
+		for (const struct wd_node *k = n->kids; k; k = k->sib_next)
+			st->st_nlink += k->dir;
+	}
 	st->st_uid = s->uid;
 	st->st_gid = s->gid;
 	st->st_size = n->dir ? 0 : n->size;
@@ -2234,19 +2241,18 @@ static int wd_setattr(const struct vd_ctx *ctx, vd_node_t node, struct stat *st,
 	struct webdav *s = wd_of(ctx);
 	struct wd_node *n;
 	struct wd_wr *w;
-	mode_t cur;
 	int r;
 
 	(void)fi;
 	r = revalidate(s, node, &n);
 	if (r)
 		return r;
-	cur = n->dir ? 0755 : 0644;
-	if (((to_set & VD_SET_MODE) && (st->st_mode & 07777) != cur) ||
-	    ((to_set & VD_SET_UID) && st->st_uid != s->uid) ||
+	/* chmod is taken and changes nothing (as times): tools that copy
+	 * modes (cp -a, tar, rsync) work; a change of owner is refused. */
+	if (((to_set & VD_SET_UID) && st->st_uid != s->uid) ||
 	    ((to_set & VD_SET_GID) && st->st_gid != s->gid)) {
 		pthread_mutex_unlock(&s->lock);
-		return -EPERM; /* WebDAV keeps no modes or owners */
+		return -EPERM; /* WebDAV keeps no owners */
 	}
 	if ((to_set & VD_SET_SIZE) && n->dir) {
 		pthread_mutex_unlock(&s->lock);

@@ -1,0 +1,337 @@
+#!/bin/bash
+# webdav: drives on a real WebDAV server: Debian's Apache httpd with
+# mod_dav_fs, started here on a loopback port with a private config (its
+# pid file, logs and lock database in the temp folder), in one process
+# (-X) so that kill -STOP freezes it, and stopped by pid. Cases: the
+# shared POSIX cases a WebDAV folder can support (the rest SKIP with the
+# reason), fsx on one file, 0 B / 1 MiB / 100 MiB round trips checked on
+# both sides and after a remount, ranged reads checked in the server's
+# access log, changes made on the server seen after the cache time,
+# rename/delete/mkdir, Basic auth from a netrc file (and wrong or missing
+# credentials, a password kept out of ps and `vdrive list`), a stopped or
+# killed server (EIO within the timeout, then recovery), and bad URLs.
+. "$(dirname "$0")/lib.sh"
+vd_init webdav
+vd_need_root "webdav"
+APACHE=/usr/sbin/apache2
+MODS=/usr/lib/apache2/modules
+
+if ! vd_have_source webdav; then
+	skip "webdav" "source not built ('vdrive help' does not list webdav:)"
+	done_testing
+fi
+if [ ! -x "$APACHE" ] || [ ! -f "$MODS/mod_dav_fs.so" ] ||
+	! command -v htpasswd >/dev/null || ! getent passwd www-data >/dev/null; then
+	skip "webdav" "needs Debian's apache2 (mod_dav_fs, htpasswd, user www-data): scripts/deps.sh installs it"
+	done_testing
+fi
+
+# ---- The server ------------------------------------------------------------
+srv=$(vd_mktemp srv)
+dav=$srv/dav
+mkdir -p "$dav/auth" "$dav/plain" "$srv/lock" "$srv/logs"
+chown -R www-data: "$dav" "$srv/lock"
+port=
+for try in $(seq 1 50); do
+	p=$((20000 + RANDOM % 20000))
+	if ! ss -Hltn "sport = :$p" | grep -q .; then
+		port=$p
+		break
+	fi
+done
+[ -n "$port" ] || {
+	ok 1 "find a free loopback port"
+	done_testing
+}
+htpasswd -cbB "$srv/htpasswd" alice 'S3cret-pw' 2>/dev/null
+cat >"$srv/httpd.conf" <<EOF
+ServerRoot $srv
+ServerName 127.0.0.1
+Listen 127.0.0.1:$port
+PidFile $srv/logs/httpd.pid
+ErrorLog $srv/logs/error.log
+LoadModule mpm_event_module $MODS/mod_mpm_event.so
+LoadModule authz_core_module $MODS/mod_authz_core.so
+LoadModule authn_core_module $MODS/mod_authn_core.so
+LoadModule authn_file_module $MODS/mod_authn_file.so
+LoadModule authz_user_module $MODS/mod_authz_user.so
+LoadModule auth_basic_module $MODS/mod_auth_basic.so
+LoadModule dav_module $MODS/mod_dav.so
+LoadModule dav_fs_module $MODS/mod_dav_fs.so
+LogFormat "%r|%>s|%B|%{Range}i" dav
+CustomLog $srv/logs/access.log dav
+User www-data
+Group www-data
+DavLockDB $srv/lock/DavLock
+LimitRequestBody 0
+Timeout 30
+DocumentRoot $dav
+<Directory $dav>
+	Dav On
+	Require all granted
+</Directory>
+<Directory $dav/plain>
+	Dav Off
+</Directory>
+<Directory $dav/auth>
+	AuthType Basic
+	AuthName vdrive
+	AuthUserFile $srv/htpasswd
+	Require valid-user
+</Directory>
+EOF
+SRV_PID=
+
+# srv_start: run httpd in the foreground, one process, until it answers.
+srv_start() {
+	"$APACHE" -f "$srv/httpd.conf" -X >>"$srv/logs/stdout" 2>&1 &
+	SRV_PID=$!
+	for _ in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+		kill -0 "$SRV_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	diag "httpd did not start: $(tail -5 "$srv/logs/error.log" "$srv/logs/stdout" 2>&1)"
+	return 1
+}
+
+# srv_stop: stop it by pid (a stopped one is woken first) and wait.
+srv_stop() {
+	[ -n "$SRV_PID" ] || return 0
+	kill -CONT "$SRV_PID" 2>/dev/null
+	kill -TERM "$SRV_PID" 2>/dev/null
+	for _ in $(seq 1 50); do
+		kill -0 "$SRV_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$SRV_PID" 2>/dev/null
+	wait "$SRV_PID" 2>/dev/null
+	SRV_PID=
+}
+trap '_wd_rc=$?; srv_stop; (exit $_wd_rc); _vd_exit' EXIT
+
+srv_start
+ok $? "httpd with mod_dav_fs answers on 127.0.0.1:$port" || done_testing
+URL=http://127.0.0.1:$port
+# Short times keep the test quick: metadata 1 s, dead server 3 s.
+OPTS="cache=1,timeout=3"
+
+# ---- Mount errors ---------------------------------------------------------
+# mount_fails DESC SPEC PATTERN: vdrive mount fails, non-zero, saying PATTERN.
+mount_fails() {
+	local desc=$1 spec=$2 pat=$3 out rc m
+	m=$(vd_mktemp "bad-$RANDOM")
+	out=$(timeout -k 5 60 "$VDRIVE" mount "$spec" "$m" 2>&1)
+	rc=$?
+	if [ $rc != 0 ] && grep -qi -- "$pat" <<<"$out" && ! vd_mounted "$m"; then
+		ok 0 "$desc: exit $rc, '$out'"
+	else
+		ok 1 "$desc (want failure matching '$pat')"
+		diag "exit $rc: $out"
+		vd_mounted "$m" && VD_MOUNTS+=("$m")
+	fi
+}
+mount_fails "bad URL" "webdav:not a url" "bad URL"
+mount_fails "ftp URL" "webdav:ftp://127.0.0.1/x/" "scheme"
+mount_fails "unknown option" "webdav:$URL/#colour=blue" "unknown option"
+mount_fails "unreachable server" "webdav:http://127.0.0.1:1/dav/#timeout=2" "cannot reach"
+mount_fails "missing folder" "webdav:$URL/nothing-here/" "no such folder"
+mount_fails "a folder without WebDAV" "webdav:$URL/plain/" "not a WebDAV folder"
+echo data >"$dav/afile" && chown www-data: "$dav/afile"
+mount_fails "a file, not a folder" "webdav:$URL/afile" "not a folder"
+rm -f "$dav/afile"
+mount_fails "password in the URL" "webdav:http://alice:S3cret-pw@127.0.0.1:$port/auth/" "refusing a password"
+mount_fails "auth folder without credentials" "webdav:$URL/auth/#netrc=/dev/null" "authentication failed"
+printf 'machine 127.0.0.1\nlogin alice\npassword wrong-pw\n' >"$srv/netrc.bad"
+mount_fails "wrong password in netrc" "webdav:$URL/auth/#netrc=$srv/netrc.bad" "authentication failed"
+mount_fails "missing netrc file" "webdav:$URL/auth/#netrc=$srv/none" "netrc file"
+
+# ---- The main drive -----------------------------------------------------
+mnt=$(vd_mktemp mnt)
+vd_mount "webdav:$URL/#$OPTS" "$mnt" -o allow_other
+ok $? "mount webdav:$URL/" || done_testing
+
+# The shared POSIX cases. What WebDAV cannot hold is skipped, with why.
+declare -A NOCASE=(
+	[perm_read]="WebDAV keeps no owners or modes (files 0644, folders 0755, all the mounter's; chown to another user: EPERM)"
+	[perm_write_dir]="WebDAV keeps no owners or modes"
+	[perm_search_dir]="WebDAV keeps no owners or modes"
+	[sticky]="WebDAV keeps no modes (chmod is accepted and changes nothing)"
+	[setgid_dir]="WebDAV keeps no owners or modes"
+	[chmod_nonowner]="WebDAV keeps no owners"
+	[chown_nonroot]="WebDAV keeps no owners"
+	[suid_clear]="WebDAV keeps no owners or modes"
+	[umask]="no modes, and no fifos (mkfifo: EPERM)"
+	[readdir_ino]="needs symlinks (EPERM on WebDAV)"
+	[hardlink]="WebDAV has no hard links (EPERM)"
+	[symlink]="WebDAV has no symlinks (EPERM)"
+	[mkfifo]="no fifos over HTTP (EPERM)"
+	[rename_exchange]="WebDAV has no atomic exchange (EINVAL)"
+	[rename_file]="a replaced file's open descriptor reads the server's new body: HTTP has no open-unlinked files"
+	[unlink_open]="HTTP has no open-unlinked files"
+	[xattr]="WebDAV dead properties are not mapped to xattrs (EOPNOTSUPP)"
+	[timestamps]="times are the server's (utimensat succeeds, changes nothing)"
+	[fallocate]="no fallocate over HTTP (EOPNOTSUPP)"
+	[punch_hole]="no fallocate over HTTP (EOPNOTSUPP)"
+	[sparse]="a 5 GiB sparse file would be uploaded whole: HTTP PUT has no holes"
+)
+PC=$VD_HELPERS/posix_cases
+only=
+for c in $("$PC" --list); do
+	if [ -n "${NOCASE[$c]:-}" ]; then
+		skip "webdav posix: $c" "${NOCASE[$c]}"
+	else
+		only=${only:+$only,}$c
+	fi
+done
+mkdir -p "$mnt/posix"
+tap_include "webdav posix" "$PC" --only "$only" "$mnt/posix"
+
+# fsx on one file (fallocate is left out by fsx itself: EOPNOTSUPP).
+ops=3000
+[ "$VD_QUICK" = 1 ] && ops=1000
+mkdir -p "$mnt/fsx"
+run_ok "fsx seed 1 ($ops ops)" "$VD_HELPERS/fsx" -s 1 -n "$ops" "$mnt/fsx"
+run_ok "fsx seed 99 (64 KiB file, I/O up to 9000 bytes)" \
+	"$VD_HELPERS/fsx" -s 99 -n "$ops" -l 65536 -w 9000 "$mnt/fsx"
+
+# ---- Round trips ----------------------------------------------------------
+src=$(vd_mktemp src)
+: >"$src/empty"
+head -c 1048576 /dev/urandom >"$src/one"
+head -c 104857600 /dev/urandom >"$src/big"
+for f in empty one big; do
+	cp "$src/$f" "$mnt/$f"
+	ok $? "cp $f into the drive"
+	cmp -s "$src/$f" "$dav/$f"
+	ok $? "$f: the server's copy is the same"
+	cmp -s "$src/$f" "$mnt/$f"
+	ok $? "$f: reads back the same through the drive"
+done
+
+# Remount: every read now comes from the server.
+vd_umount "$mnt"
+ok $? "unmount"
+: >"$srv/logs/access.log"
+vd_mount "webdav:$URL/#$OPTS" "$mnt" -o allow_other
+ok $? "mount again" || done_testing
+# A 4 KiB read in the middle of 100 MiB fetches a little, not the file.
+dd if="$mnt/big" of="$VD_TMP/piece" bs=4096 skip=12345 count=1 status=none
+cmp -s "$VD_TMP/piece" <(dd if="$src/big" bs=4096 skip=12345 count=1 status=none)
+ok $? "a 4 KiB read in the middle of big is right"
+got=$(awk -F'|' '$1 ~ /^GET \/big / { b += $3; if ($4 == "-") whole++ }
+	END { print b + 0, whole + 0 }' "$srv/logs/access.log")
+diag "GETs of big for a 4 KiB read: bytes=${got% *}, without Range=${got#* }"
+[ "${got% *}" -gt 0 ] && [ "${got% *}" -le $((2 << 20)) ] && [ "${got#* }" = 0 ]
+ok $? "it fetched at most 2 MiB, all in ranged GETs (${got% *} bytes)"
+for f in empty one big; do
+	cmp -s "$src/$f" "$mnt/$f"
+	ok $? "$f: reads back the same after a remount"
+done
+nget=$(grep -c '^GET /big ' "$srv/logs/access.log")
+diag "GETs for reading big once: $nget"
+
+# ---- Names -------------------------------------------------------------------
+mkdir "$mnt/d" && [ -d "$dav/d" ]
+ok $? "mkdir makes a folder on the server"
+echo one >"$mnt/d/f" && [ "$(cat "$dav/d/f")" = one ]
+ok $? "a file written in it is on the server"
+mv "$mnt/d/f" "$mnt/d/g" && [ ! -e "$dav/d/f" ] && [ "$(cat "$dav/d/g")" = one ]
+ok $? "rename (MOVE)"
+echo two >"$mnt/h" && mv "$mnt/h" "$mnt/d/g" && [ "$(cat "$dav/d/g")" = two ] &&
+	[ "$(cat "$mnt/d/g")" = two ] && [ ! -e "$dav/h" ]
+ok $? "rename over an existing file replaces it"
+out=$(rmdir "$mnt/d" 2>&1)
+[ $? != 0 ] && grep -q "not empty" <<<"$out" && [ -f "$dav/d/g" ]
+ok $? "rmdir of a non-empty folder: ENOTEMPTY, contents intact"
+mkdir "$mnt/e" && echo x >"$mnt/e/x"
+out=$(mv -T "$mnt/e" "$mnt/d" 2>&1)
+[ $? != 0 ] && [ -f "$dav/d/g" ] && [ -f "$dav/e/x" ]
+ok $? "renaming a folder over a non-empty one fails, both intact"
+mv "$mnt/e" "$mnt/e2" && [ -f "$dav/e2/x" ] && [ "$(cat "$mnt/e2/x")" = x ]
+ok $? "rename a folder with its contents"
+rm "$mnt/d/g" && rmdir "$mnt/d" && [ ! -e "$dav/d" ]
+ok $? "unlink and rmdir (DELETE)"
+out=$(ln -s x "$mnt/lnk" 2>&1)
+[ $? != 0 ] && grep -q "not permitted" <<<"$out"
+ok $? "symlink: EPERM ($out)"
+chmod 600 "$mnt/e2/x"
+ok $? "chmod is accepted (and changes nothing: $(stat -c %a "$mnt/e2/x"))"
+out=$(chown 1234 "$mnt/e2/x" 2>&1)
+[ $? != 0 ]
+ok $? "chown to another user: refused ($out)"
+name=$(printf 'sp ace%%25#ü&+.txt')
+echo odd >"$mnt/$name" && [ "$(cat "$dav/$name")" = odd ] &&
+	ls "$mnt" | grep -qxF "$name"
+ok $? "a name with space, %, #, &, + and UTF-8 round-trips"
+
+# ---- Changes made on the server ------------------------------------------
+echo "first version" >"$mnt/shared"
+[ "$(cat "$mnt/shared")" = "first version" ]
+ok $? "read a file through the drive"
+echo "SECOND version" >"$dav/shared"
+echo "made on the server" >"$dav/newfile"
+rm -rf "$dav/e2"
+sleep 3
+[ "$(cat "$mnt/shared")" = "SECOND version" ]
+ok $? "a file changed on the server reads new after the cache time"
+[ "$(cat "$mnt/newfile" 2>&1)" = "made on the server" ] && ls "$mnt" | grep -qx newfile
+ok $? "a file made on the server is listed and read"
+[ ! -e "$mnt/e2" ] && ! ls "$mnt" | grep -qx e2
+ok $? "a folder removed on the server is gone"
+# Same size, new bytes: only the ETag tells.
+cat "$mnt/shared" >/dev/null
+printf 'SECOND VERSION\n' >"$dav/shared"
+touch -d '+5 seconds' "$dav/shared"
+sleep 3
+[ "$(cat "$mnt/shared")" = "SECOND VERSION" ]
+ok $? "a same-size change on the server is seen (ETag)"
+
+# ---- Credentials ----------------------------------------------------------
+amnt=$(vd_mktemp amnt)
+printf 'machine 127.0.0.1\nlogin alice\npassword S3cret-pw\n' >"$srv/netrc"
+chmod 600 "$srv/netrc"
+VDRIVE_WEBDAV_NETRC=$srv/netrc vd_mount "webdav:$URL/auth/#$OPTS" "$amnt"
+ok $? "mount a Basic-auth folder with credentials from \$VDRIVE_WEBDAV_NETRC"
+echo secret-data >"$amnt/s" && [ "$(cat "$dav/auth/s")" = secret-data ] &&
+	[ "$(cat "$amnt/s")" = secret-data ]
+ok $? "read and write through it"
+! ps -eo args | grep -q "S3cret-pw" && ! "$VDRIVE" list | grep -q "S3cret-pw" &&
+	! grep -qs "S3cret-pw" "$VDRIVE_RUNDIR"/drives/* "$VDRIVE_RUNDIR"/*.log
+ok $? "the password is in no command line, 'vdrive list', record or log"
+vd_umount "$amnt"
+vd_mount "webdav:http://alice@127.0.0.1:$port/auth/#netrc=$srv/netrc" "$amnt"
+ok $? "mount with the user in the URL and netrc=FILE" && vd_umount "$amnt"
+
+# ---- A dead server --------------------------------------------------------
+kill -STOP "$SRV_PID"
+sleep 1.5 # past the metadata cache time
+t0=$(date +%s)
+out=$(timeout 30 stat "$mnt/one" 2>&1)
+rc=$?
+t=$(($(date +%s) - t0))
+[ $rc != 0 ] && [ $rc != 124 ] && grep -q "Input/output error" <<<"$out" && [ $t -le 10 ]
+ok $? "a stopped server: stat gives EIO in ${t} s (timeout 3 s), no hang ($out)"
+t0=$(date +%s)
+out=$(timeout 30 cat "$mnt/newfile2" 2>&1)
+rc=$?
+t=$(($(date +%s) - t0))
+[ $rc != 0 ] && [ $rc != 124 ] && [ $t -le 10 ]
+ok $? "a stopped server: open gives an error in ${t} s ($out)"
+kill -CONT "$SRV_PID"
+cmp -s "$src/one" "$mnt/one"
+ok $? "the server back: the drive works again"
+srv_stop
+sleep 1.5
+out=$(timeout 30 ls "$mnt/posix/nothing" 2>&1)
+rc=$?
+[ $rc != 0 ] && [ $rc != 124 ] && grep -q "Input/output error" <<<"$out"
+ok $? "a killed server: EIO at once ($out)"
+srv_start
+ok $? "httpd restarted"
+cmp -s "$src/one" "$mnt/one" && echo after >"$mnt/after" && [ "$(cat "$dav/after")" = after ]
+ok $? "the drive recovers by itself"
+
+vd_umount "$mnt"
+ok $? "unmount"
+done_testing
