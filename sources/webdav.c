@@ -126,9 +126,10 @@ struct wd_inval {
 
 struct webdav {
 	/* settings */
-	char *origin;	/* scheme://host[:port] */
-	char *base;	/* encoded base path, ends in '/' */
-	char *base_dec; /* decoded, ends in '/' */
+	char *origin;	  /* scheme://host[:port] */
+	char *req_origin; /* the same with "user@" for netrc look-ups */
+	char *base;	  /* encoded base path, ends in '/' */
+	char *base_dec;	  /* decoded, ends in '/' */
 	char *url_shown;
 	char *user;
 	char *password;
@@ -140,6 +141,8 @@ struct webdav {
 	size_t readahead;
 	bool insecure;
 	long auth;
+	int64_t down_until; /* ms: after a timeout, fail at once until then */
+	bool noslash;	    /* the URL given did not end in '/' */
 	uid_t uid;
 	gid_t gid;
 
@@ -737,7 +740,8 @@ static void pool_put(struct webdav *s, CURL *h)
 static void make_url(const struct webdav *s, char *out, size_t n,
 		     const char *path, bool dir)
 {
-	snprintf(out, n, "%s%s", s->origin, s->base);
+	snprintf(out, n, "%s%s", s->req_origin ? s->req_origin : s->origin,
+		 s->base);
 	pct_encode(out, n, path);
 	if (dir && path[0] && strlen(out) + 1 < n)
 		strcat(out, "/");
@@ -756,6 +760,15 @@ static int wd_do(struct webdav *s, struct wd_req *q)
 
 	if (!h)
 		return -ENOMEM;
+	/* One stat may send several requests: after one timed out, the
+	 * next second's fail at once instead of each waiting the timeout. */
+	if ((int64_t)(now_mono() * 1000) <
+	    __atomic_load_n(&s->down_until, __ATOMIC_RELAXED)) {
+		pool_put(s, h);
+		snprintf(q->err, sizeof(q->err),
+			 "the server timed out just now");
+		return -EIO;
+	}
 	curl_easy_reset(h);
 	q->h = h;
 	q->status = 0;
@@ -778,11 +791,13 @@ static int wd_do(struct webdav *s, struct wd_req *q)
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, q);
 	curl_easy_setopt(h, CURLOPT_HTTPAUTH, s->auth);
-	if (s->user)
-		curl_easy_setopt(h, CURLOPT_USERNAME, s->user);
 	if (s->password) {
+		if (s->user)
+			curl_easy_setopt(h, CURLOPT_USERNAME, s->user);
 		curl_easy_setopt(h, CURLOPT_PASSWORD, s->password);
 	} else {
+		/* The user, if any, is in req_origin: curl then takes that
+		 * login's password from the netrc file. */
 		curl_easy_setopt(h, CURLOPT_NETRC, (long)CURL_NETRC_OPTIONAL);
 		if (s->netrc)
 			curl_easy_setopt(h, CURLOPT_NETRC_FILE, s->netrc);
@@ -828,7 +843,10 @@ static int wd_do(struct webdav *s, struct wd_req *q)
 		}
 		if (q->dest) {
 			char du[8192];
-			make_url(s, du, sizeof(du), q->dest, q->dest_dir);
+			snprintf(du, sizeof(du), "%s%s", s->origin, s->base);
+			pct_encode(du, sizeof(du), q->dest);
+			if (q->dest_dir && strlen(du) + 1 < sizeof(du))
+				strcat(du, "/");
 			snprintf(hdr, sizeof(hdr), "Destination: %s", du);
 			hl = curl_slist_append(hl, hdr);
 			hl = curl_slist_append(hl, q->overwrite
@@ -845,6 +863,10 @@ static int wd_do(struct webdav *s, struct wd_req *q)
 	/* A write callback that stopped a whole-body answer on purpose. */
 	if (rc == CURLE_WRITE_ERROR && q->truncated && q->rlen)
 		return 0;
+	if (rc == CURLE_OPERATION_TIMEDOUT) {
+		int64_t until = (int64_t)(now_mono() * 1000) + 1000;
+		__atomic_store_n(&s->down_until, until, __ATOMIC_RELAXED);
+	}
 	if (rc != CURLE_OK) {
 		if (!q->err[0])
 			snprintf(q->err, sizeof(q->err), "%s",
@@ -2449,6 +2471,7 @@ static void wd_destroy(void *data)
 	pthread_mutex_destroy(&s->inval_lock);
 	pthread_cond_destroy(&s->inval_cond);
 	free(s->origin);
+	free(s->req_origin);
 	free(s->base);
 	free(s->base_dec);
 	free(s->url_shown);
@@ -2611,12 +2634,25 @@ static int parse_url(struct webdav *s, const char *url, char *err,
 	if (s->origin)
 		snprintf(s->origin, l, "%s://%s%s%s", scheme, host,
 			 port ? ":" : "", port ? port : "");
+	if (s->user && !s->password) {
+		char eu[512] = "";
+		size_t rl;
+
+		pct_encode(eu, sizeof(eu), s->user);
+		rl = l + strlen(eu) + 1;
+		s->req_origin = malloc(rl);
+		if (s->req_origin)
+			snprintf(s->req_origin, rl, "%s://%s@%s%s%s", scheme,
+				 eu, host, port ? ":" : "", port ? port : "");
+	}
 	l = strlen(path ? path : "/");
 	s->base = malloc(l + 2);
 	if (s->base) {
 		snprintf(s->base, l + 2, "%s", path ? path : "/");
-		if (!l || s->base[l - 1] != '/')
+		if (!l || s->base[l - 1] != '/') {
 			strcat(s->base, "/");
+			s->noslash = true;
+		}
 		s->base_dec = pct_decode(strdup(s->base) ?: strdup(""));
 	}
 	r = s->origin && s->base && s->base_dec ? 0 : -ENOMEM;
@@ -2636,6 +2672,24 @@ out:
 static void global_init(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* Is the URL, as given without a final '/', a file? For a clear error. */
+static bool is_file(struct webdav *s)
+{
+	size_t bl = strlen(s->base);
+	struct wd_list l;
+	bool file = false;
+
+	if (!s->noslash || bl < 2)
+		return false;
+	s->base[bl - 1] = '\0';
+	if (propfind(s, "", false, "0", &l, NULL) == 0) {
+		file = l.n && !l.v[0].dir;
+		list_free(&l);
+	}
+	s->base[bl - 1] = '/';
+	return file;
 }
 
 static int wd_open_source(const char *arg, const struct vd_ops **ops,
@@ -2748,6 +2802,11 @@ static int wd_open_source(const char *arg, const struct vd_ops **ops,
 			snprintf(err, errlen,
 				 "webdav: %s%s: access denied (HTTP 403)",
 				 s->origin, s->base);
+		} else if (is_file(s)) {
+			r = -ENOTDIR;
+			snprintf(err, errlen,
+				 "webdav: %s%.*s is a file, not a folder",
+				 s->origin, (int)strlen(s->base) - 1, s->base);
 		} else if (status == 404) {
 			r = -ENOENT;
 			snprintf(err, errlen,
