@@ -624,6 +624,9 @@ struct wd_req {
 	off_t skip; /* bytes to drop first (a server that ignored Range) */
 	bool truncated;
 	CURL *h;
+	double moved_at; /* last time bytes went either way */
+	curl_off_t moved;
+	long timeout;
 	long status;
 	char etag[WD_ETAG];
 	char err[CURL_ERROR_SIZE];
@@ -695,6 +698,24 @@ static size_t on_header(char *data, size_t sz, size_t nm, void *arg)
 		etag_norm(q->etag, trim(v));
 	}
 	return n;
+}
+
+/* No byte either way for `timeout` seconds: give up. curl's own
+ * low-speed limit measured 9 s for 3 here on a stopped server. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+		       curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct wd_req *q = arg;
+	double t = now_mono();
+
+	(void)dltotal;
+	(void)ultotal;
+	if (dlnow + ulnow != q->moved || q->moved_at == 0) {
+		q->moved = dlnow + ulnow;
+		q->moved_at = t;
+		return 0;
+	}
+	return t - q->moved_at > (double)q->timeout;
 }
 
 static size_t on_upload(char *data, size_t sz, size_t nm, void *arg)
@@ -781,8 +802,11 @@ static int wd_do(struct webdav *s, struct wd_req *q)
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, s->timeout);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, s->timeout);
+	q->timeout = s->timeout;
+	q->moved_at = 0;
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, q);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, q->err);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "vdrive-webdav/0.1");
 	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
@@ -863,7 +887,10 @@ static int wd_do(struct webdav *s, struct wd_req *q)
 	/* A write callback that stopped a whole-body answer on purpose. */
 	if (rc == CURLE_WRITE_ERROR && q->truncated && q->rlen)
 		return 0;
-	if (rc == CURLE_OPERATION_TIMEDOUT) {
+	if (rc == CURLE_ABORTED_BY_CALLBACK)
+		snprintf(q->err, sizeof(q->err),
+			 "no answer from the server for %ld s", s->timeout);
+	if (rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_ABORTED_BY_CALLBACK) {
 		int64_t until = (int64_t)(now_mono() * 1000) + 1000;
 		__atomic_store_n(&s->down_until, until, __ATOMIC_RELAXED);
 	}
