@@ -2091,7 +2091,8 @@ static int wd_mknod(const struct vd_ctx *ctx, vd_node_t parent,
 	return r;
 }
 
-/* The writer of an open, or NULL. */
+/* The node's writer with a reference taken (wr_put() it), or NULL. A
+ * read-only open may race with the last writer's release. */
 static struct wd_wr *writer_of(struct webdav *s, uint64_t id)
 {
 	struct wd_node *n;
@@ -2100,6 +2101,8 @@ static struct wd_wr *writer_of(struct webdav *s, uint64_t id)
 	pthread_mutex_lock(&s->lock);
 	n = node_get(s, id);
 	w = n ? n->wr : NULL;
+	if (w)
+		w->refs++;
 	pthread_mutex_unlock(&s->lock);
 	return w;
 }
@@ -2144,13 +2147,19 @@ static int wd_read(const struct vd_ctx *ctx, vd_node_t node, struct vd_file *fi,
 	int r = 0;
 
 	if (w) {
+		ssize_t got = -1;
+		bool filled;
+
 		pthread_mutex_lock(&w->lock);
-		if (w->filled) {
-			ssize_t got = pread(w->fd, buf, size, off);
-			pthread_mutex_unlock(&w->lock);
-			return got < 0 ? -errno : (int)got;
-		}
+		filled = w->filled;
+		if (filled)
+			got = pread(w->fd, buf, size, off);
+		r = got < 0 ? -errno : (int)got;
 		pthread_mutex_unlock(&w->lock);
+		wr_put(s, node);
+		if (filled)
+			return r;
+		r = 0;
 	}
 	pthread_mutex_lock(&s->lock);
 	n = node_get(s, node);
@@ -2228,15 +2237,15 @@ static int wd_write(const struct vd_ctx *ctx, vd_node_t node,
 		return -EBADF;
 	pthread_mutex_lock(&w->lock);
 	r = wr_fill(s, node, w);
-	if (r) {
-		pthread_mutex_unlock(&w->lock);
-		return r;
+	if (!r) {
+		done = pwrite(w->fd, buf, size, off);
+		if (done >= 0)
+			w->dirty = true;
+		r = done < 0 ? -errno : (int)done;
 	}
-	done = pwrite(w->fd, buf, size, off);
-	if (done >= 0)
-		w->dirty = true;
 	pthread_mutex_unlock(&w->lock);
-	return done < 0 ? -errno : (int)done;
+	wr_put(s, node);
+	return r;
 }
 
 /* Upload node's changes, if it has a writer. */
@@ -2250,6 +2259,7 @@ static int sync_node(struct webdav *s, uint64_t node)
 	pthread_mutex_lock(&w->lock);
 	r = wr_upload(s, node, w);
 	pthread_mutex_unlock(&w->lock);
+	wr_put(s, node);
 	return r;
 }
 
@@ -2290,6 +2300,7 @@ static int wd_setattr(const struct vd_ctx *ctx, vd_node_t node, struct stat *st,
 	struct webdav *s = wd_of(ctx);
 	struct wd_node *n;
 	struct wd_wr *w;
+	bool alone;
 	int r;
 
 	(void)fi;
@@ -2314,6 +2325,9 @@ static int wd_setattr(const struct vd_ctx *ctx, vd_node_t node, struct stat *st,
 		if (r)
 			return r;
 		w = writer_of(s, node);
+		pthread_mutex_lock(&s->lock);
+		alone = w->refs == 2; /* ours, twice */
+		pthread_mutex_unlock(&s->lock);
 		pthread_mutex_lock(&w->lock);
 		if (st->st_size == 0) {
 			w->filled = true;
@@ -2324,10 +2338,11 @@ static int wd_setattr(const struct vd_ctx *ctx, vd_node_t node, struct stat *st,
 			r = -errno;
 		if (!r) {
 			w->dirty = true;
-			if (w->refs == 1)
+			if (alone)
 				r = wr_upload(s, node, w);
 		}
 		pthread_mutex_unlock(&w->lock);
+		wr_put(s, node);
 		wr_put(s, node);
 		if (r)
 			return r;
