@@ -1255,11 +1255,13 @@ static struct wd_node *upsert(struct webdav *s, uint64_t parent,
 		n = NULL;
 	}
 	if (!n) {
+		/* No entry invalidation for a new name: the kernel keeps no
+		 * negative entries (negative_timeout 0), and one sent now would
+		 * drop the entry (and the pages) of a lookup answered just now.
+		 */
 		n = node_new(s, parent, name, e->dir);
 		if (!n)
 			return NULL;
-		if (t > 0)
-			inval_queue(s, 0, parent, name);
 	}
 	set_attrs(s, n, e, t);
 	return n;
