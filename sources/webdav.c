@@ -2023,6 +2023,32 @@ static int wd_open(const struct vd_ctx *ctx, vd_node_t node, struct vd_file *fi)
 	return r;
 }
 
+/* O_CREAT without O_EXCL of a name made on the server since our cache
+ * said it was free: open what is there, as a local file system would. */
+static int create_existing(const struct vd_ctx *ctx, vd_node_t parent,
+			   const char *name, struct vd_file *fi,
+			   vd_node_t *node, struct stat *st)
+{
+	struct webdav *s = wd_of(ctx);
+	struct wd_node *p, *n;
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	p = node_get(s, parent);
+	if (p)
+		p->listed = 0;
+	n = p ? child_get(s, parent, name) : NULL;
+	if (n)
+		n->stamp = 0;
+	pthread_mutex_unlock(&s->lock);
+	r = wd_lookup(ctx, parent, name, node, st);
+	if (r)
+		return r;
+	if (S_ISDIR(st->st_mode))
+		return -EISDIR;
+	return wd_open(ctx, *node, fi);
+}
+
 static int wd_create(const struct vd_ctx *ctx, vd_node_t parent,
 		     const char *name, mode_t mode, struct vd_file *fi,
 		     vd_node_t *node, struct stat *st)
@@ -2045,6 +2071,8 @@ static int wd_create(const struct vd_ctx *ctx, vd_node_t parent,
 	r = simple(s, &q);
 	if (!r)
 		r = q.status == 405 ? -EISDIR : http_errno(q.status);
+	if (r == -EEXIST && !(fi->flags & O_EXCL))
+		return create_existing(ctx, parent, name, fi, node, st);
 	if (r)
 		return r;
 	pthread_mutex_lock(&s->lock);

@@ -279,6 +279,16 @@ echo odd >"$mnt/$name" && [ "$(cat "$dav/$name")" = odd ] &&
 	ls "$mnt" | grep -qxF "$name"
 ok $? "a name with space, %, #, &, + and UTF-8 round-trips"
 
+# A name made on the server while the drive's listing says it is free.
+ls "$mnt" >/dev/null
+echo server >"$dav/race" && echo server >"$dav/race2"
+echo local >>"$mnt/race" && [ "$(cat "$dav/race")" = "server
+local" ]
+ok $? "O_CREAT of a name just made on the server opens it (If-None-Match)"
+out=$( (set -C; echo local >"$mnt/race2") 2>&1)
+[ $? != 0 ] && [ "$(cat "$dav/race2")" = server ]
+ok $? "O_CREAT|O_EXCL of it: EEXIST, the server's file intact ($out)"
+
 # ---- Changes made on the server ------------------------------------------
 echo "first version" >"$mnt/shared"
 [ "$(cat "$mnt/shared")" = "first version" ]
