@@ -81,6 +81,7 @@ struct wd_node {
 	char kcache_etag[WD_ETAG]; /* the body the page cache holds */
 	double stamp;		   /* attributes fetched at (0: stale) */
 	double listed;		   /* folder: children fetched at */
+	double born;		   /* put at its place in the tree at */
 	struct wd_wr *wr;	   /* open for writing */
 	struct wd_node *id_next, *name_next;
 	struct wd_node *kids, *sib_prev, *sib_next; /* folder children */
@@ -1047,6 +1048,7 @@ static void attach(struct webdav *s, struct wd_node *n, uint64_t parent)
 	size_t h;
 
 	n->parent = parent;
+	n->born = now_mono();
 	h = hash_name(s, parent, n->name);
 	n->name_next = s->by_name[h];
 	s->by_name[h] = n;
@@ -1307,11 +1309,15 @@ static void apply_listing(struct webdav *s, struct wd_node *dir,
 	}
 	for (k = dir->kids; k; k = next) {
 		next = k->sib_next;
-		if (k->stamp < 0) {
-			k->stamp = -k->stamp - 1;
-			inval_queue(s, 0, dir->id, k->name);
-			detach(s, k);
-		}
+		if (k->stamp >= 0)
+			continue;
+		k->stamp = -k->stamp - 1;
+		/* Made or renamed here while the listing was on its way, or
+		 * open with changes still to upload: not gone. */
+		if (k->born >= t || k->wr)
+			continue;
+		inval_queue(s, 0, dir->id, k->name);
+		detach(s, k);
 	}
 	dir->listed = t;
 	dir->stamp = t;

@@ -327,6 +327,12 @@ ok $? "the password is in no command line, 'vdrive list', record or log"
 vd_umount "$amnt"
 vd_mount "webdav:http://alice@127.0.0.1:$port/auth/#netrc=$srv/netrc" "$amnt"
 ok $? "mount with the user in the URL and netrc=FILE" && vd_umount "$amnt"
+VDRIVE_WEBDAV_USER=alice VDRIVE_WEBDAV_PASSWORD=S3cret-pw \
+	vd_mount "webdav:$URL/auth/" "$amnt" && [ "$(cat "$amnt/s")" = secret-data ]
+ok $? "credentials from \$VDRIVE_WEBDAV_USER and \$VDRIVE_WEBDAV_PASSWORD"
+vd_umount "$amnt"
+VDRIVE_WEBDAV_USER=alice VDRIVE_WEBDAV_PASSWORD=nope \
+	mount_fails "a wrong \$VDRIVE_WEBDAV_PASSWORD" "webdav:$URL/auth/" "authentication failed"
 
 # ---- A dead server --------------------------------------------------------
 kill -STOP "$SRV_PID"
