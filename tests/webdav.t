@@ -279,6 +279,17 @@ echo odd >"$mnt/$name" && [ "$(cat "$dav/$name")" = odd ] &&
 	ls "$mnt" | grep -qxF "$name"
 ok $? "a name with space, %, #, &, + and UTF-8 round-trips"
 
+# ls -l of 500 files: one PROPFIND Depth 1, not one request per entry.
+mkdir "$dav/many" && for i in $(seq 1 500); do echo "$i" >"$dav/many/f$i"; done
+chown -R www-data: "$dav/many"
+sleep 1.5
+r0=$(wc -l <"$srv/logs/access.log")
+n=$(ls -l "$mnt/many" | grep -c '^-')
+r1=$(wc -l <"$srv/logs/access.log")
+diag "ls -l of 500 files: $((r1 - r0)) requests"
+[ "$n" = 500 ] && [ $((r1 - r0)) -le 3 ]
+ok $? "ls -l of 500 files lists them all with at most 3 requests ($((r1 - r0)))"
+
 # A name made on the server while the drive's listing says it is free.
 ls "$mnt" >/dev/null
 echo server >"$dav/race" && echo server >"$dav/race2"
