@@ -4,7 +4,8 @@
 # pid file, logs and lock database in the temp folder), in one process
 # (-X) so that kill -STOP freezes it, and stopped by pid. Cases: the
 # shared POSIX cases a WebDAV folder can support (the rest SKIP with the
-# reason), fsx on one file, 0 B / 1 MiB / 100 MiB round trips checked on
+# reason), a second server speaking another dialect of multistatus (a
+# small perl responder), fsx on one file, 0 B / 1 MiB / 100 MiB round trips checked on
 # both sides and after a remount, ranged reads checked in the server's
 # access log, changes made on the server seen after the cache time,
 # rename/delete/mkdir, Basic auth from a netrc file (and wrong or missing
@@ -111,7 +112,9 @@ srv_stop() {
 	wait "$SRV_PID" 2>/dev/null
 	SRV_PID=
 }
-trap '_wd_rc=$?; srv_stop; (exit $_wd_rc); _vd_exit' EXIT
+ODD_PID=
+trap '_wd_rc=$?; srv_stop; [ -z "$ODD_PID" ] || kill "$ODD_PID" 2>/dev/null
+	(exit $_wd_rc); _vd_exit' EXIT
 
 srv_start
 ok $? "httpd with mod_dav_fs answers on 127.0.0.1:$port" || done_testing
@@ -148,6 +151,64 @@ mount_fails "auth folder without credentials" "webdav:$URL/auth/#netrc=/dev/null
 printf 'machine 127.0.0.1\nlogin alice\npassword wrong-pw\n' >"$srv/netrc.bad"
 mount_fails "wrong password in netrc" "webdav:$URL/auth/#netrc=$srv/netrc.bad" "authentication failed"
 mount_fails "missing netrc file" "webdav:$URL/auth/#netrc=$srv/none" "netrc file"
+
+# ---- Another server's dialect ----------------------------------------------
+# A minimal WebDAV responder (perl, read-only) whose multistatus differs
+# from Apache's: the default namespace with no prefix, a second prefix,
+# absolute hrefs, percent-encoded and entity-escaped names, a 404
+# propstat, whitespace and a comment. Only PROPFIND and ranged GET.
+oddport=$((port + 1))
+cat >"$srv/odd.pl" <<'PERL'
+use strict; use IO::Socket::INET;
+my ($port) = @ARGV; my $body = "hello from the odd server\n";
+my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port", Listen => 8, ReuseAddr => 1) or die $!;
+my $base = "http://127.0.0.1:$port/odd";
+sub file { my ($href) = @_; return qq{<x:response xmlns:x="DAV:"><x:href>$href</x:href><x:propstat><x:prop><x:resourcetype/><x:getcontentlength>} . length($body) . qq{</x:getcontentlength><x:getlastmodified>Tue, 01 Dec 2026 10:00:00 GMT</x:getlastmodified><x:getetag>&quot;e1&quot;</x:getetag></x:prop><x:status>HTTP/1.1 200 OK</x:status></x:propstat></x:response>\n} }
+sub dir { my ($href) = @_; return qq{<response>\n  <href>$href</href>\n  <propstat><prop><resourcetype><collection/></resourcetype><getlastmodified>Tue, 01 Dec 2026 10:00:00 GMT</getlastmodified></prop><status>HTTP/1.1 200 OK</status></propstat>\n  <propstat><prop><getcontentlength/></prop><status>HTTP/1.1 404 Not Found</status></propstat>\n</response>\n} }
+while (my $c = $s->accept) {
+	my ($req, %h) = (scalar <$c>);
+	while (my $l = <$c>) { last if $l =~ /^\r?\n$/; $h{lc $1} = $2 if $l =~ /^([^:]+):\s*(.*?)\r?$/ }
+	read($c, my $in, $h{'content-length'}) if $h{'content-length'};
+	my ($m, $path) = split / /, $req;
+	my ($st, $type, $out) = ("404 Not Found", "text/plain", "");
+	if ($m eq "PROPFIND") {
+		my $d1 = ($h{depth} // "1") ne "0";
+		if ($path =~ m{^/odd/?$}) {
+			$out = dir("$base/") . ($d1 ? file("$base/a%20b%26c.txt") . dir("/odd/sub%C3%BC/") : "");
+		} elsif ($path eq "/odd/a%20b%26c.txt") { $out = file("$base/a%20b%26c.txt") }
+		elsif ($path =~ m{^/odd/sub%C3%BC/?$}) { $out = dir("/odd/sub%C3%BC/") }
+		if ($out) { $st = "207 Multi-Status"; $type = "application/xml";
+			$out = qq{<?xml version="1.0"?>\n<!-- odd --><multistatus xmlns="DAV:">\n$out</multistatus>\n} }
+	} elsif ($m eq "GET" && $path eq "/odd/a%20b%26c.txt") {
+		my ($a, $b) = (0, length($body) - 1);
+		($a, $b) = ($1, $2 eq "" ? $b : $2) if ($h{range} // "") =~ /bytes=(\d+)-(\d*)/;
+		$b = length($body) - 1 if $b > length($body) - 1;
+		$st = $h{range} ? "206 Partial Content" : "200 OK"; $out = substr($body, $a, $b - $a + 1);
+	}
+	print $c "HTTP/1.1 $st\r\nContent-Type: $type\r\nContent-Length: " . length($out) . "\r\nConnection: close\r\n\r\n$out";
+	close $c;
+}
+PERL
+perl "$srv/odd.pl" "$oddport" >"$srv/logs/odd.log" 2>&1 &
+ODD_PID=$!
+for _ in $(seq 1 50); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$oddport") 2>/dev/null && break
+	sleep 0.1
+done
+omnt=$(vd_mktemp omnt)
+if vd_mount "webdav:http://127.0.0.1:$oddport/odd/" "$omnt"; then
+	[ "$(ls "$omnt" | tr '\n' /)" = "a b&c.txt/subü/" ] && [ -d "$omnt/subü" ] &&
+		[ "$(stat -c %s "$omnt/a b&c.txt")" = 26 ]
+	ok $? "another dialect: names and types listed ($(ls "$omnt" | tr '\n' ' '))"
+	[ "$(cat "$omnt/a b&c.txt")" = "hello from the odd server" ]
+	ok $? "another dialect: a file reads"
+	vd_umount "$omnt"
+else
+	ok 1 "mount the other dialect's server"
+fi
+kill "$ODD_PID" 2>/dev/null
+wait "$ODD_PID" 2>/dev/null
+ODD_PID=
 
 # ---- The main drive -----------------------------------------------------
 mnt=$(vd_mktemp mnt)
