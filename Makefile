@@ -28,6 +28,7 @@ SQLITE_LIBS := $(shell $(PKG_CONFIG) --libs sqlite3 2>/dev/null || echo -lsqlite
 PQ_CFLAGS := $(shell $(PKG_CONFIG) --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
 PQ_LIBS := $(shell $(PKG_CONFIG) --libs libpq 2>/dev/null || echo -lpq)
 SQLITE_LIBS += $(PQ_LIBS)
+CURL_LIBS := $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
 
 # ---- Which libfuse --------------------------------------------------------
 # lib/ compiles and links against the libfuse 3.17 that `make deps` builds
@@ -137,16 +138,16 @@ $(B)/libvdsources.a: $(SRC_OBJ)
 
 $(B)/vdrive: $(CLI_OBJ) $(B)/libvdsources.a $(B)/libvdrive.so
 	$(CC) $(LDFLAGS) $(RPATH) -o $@ $(CLI_OBJ) $(B)/libvdsources.a \
-		-L$(B) -lvdrive $(SQLITE_LIBS) -lpthread
+		-L$(B) -lvdrive $(SQLITE_LIBS) $(CURL_LIBS) -lpthread
 
 $(B)/vdrived: $(DAEMON_OBJ) $(COMMON_OBJ) $(B)/libvdsources.a $(B)/libvdrive.so
 	$(CC) $(LDFLAGS) $(RPATH) -o $@ $(DAEMON_OBJ) $(COMMON_OBJ) $(B)/libvdsources.a \
-		-L$(B) -lvdrive $(SQLITE_LIBS) -lpthread
+		-L$(B) -lvdrive $(SQLITE_LIBS) $(CURL_LIBS) -lpthread
 
 $(DOCKER_OBJ): $(wildcard docker/*.h)
 $(B)/vdrive-docker: $(DOCKER_OBJ) $(B)/libvdsources.a $(B)/libvdrive.so
 	$(CC) $(LDFLAGS) $(RPATH) -o $@ $(DOCKER_OBJ) $(B)/libvdsources.a \
-		-L$(B) -lvdrive $(SQLITE_LIBS) -lpthread
+		-L$(B) -lvdrive $(SQLITE_LIBS) $(CURL_LIBS) -lpthread
 
 $(B)/examples/%: examples/%.c include/vdrive.h $(B)/libvdrive.so
 	@mkdir -p $(dir $@)
@@ -155,7 +156,7 @@ $(B)/examples/%: examples/%.c include/vdrive.h $(B)/libvdrive.so
 $(B)/tests/%: tests/unit/%.c tests/unit/tap.h $(B)/libvdsources.a $(B)/libvdrive.so
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isources -Itests $(LDFLAGS) $(RPATH) -o $@ $< \
-		$(B)/libvdsources.a -L$(B) -lvdrive $(SQLITE_LIBS) -lpthread
+		$(B)/libvdsources.a -L$(B) -lvdrive $(SQLITE_LIBS) $(CURL_LIBS) -lpthread
 
 $(B)/tests/%: tests/helpers/%.c
 	@mkdir -p $(dir $@)

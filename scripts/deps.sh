@@ -7,7 +7,8 @@ PKGS="build-essential pkg-config libfuse3-dev fuse3 libsqlite3-dev sqlite3
       fio attr acl util-linux perl e2fsprogs procps psmisc
       meson ninja-build dpkg-dev liburing-dev libnuma-dev
       samba smbclient iproute2
-      man-db groff-base"
+      man-db groff-base
+      libcurl4-openssl-dev apache2"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

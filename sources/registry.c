@@ -12,10 +12,12 @@ extern const struct vd_source vd_source_records;
 extern const struct vd_source vd_source_gen;
 extern const struct vd_source vd_source_sqlite;
 extern const struct vd_source vd_source_postgres;
+extern const struct vd_source vd_source_webdav;
 
 const struct vd_source *const vd_sources[] = {
-	&vd_source_mem, &vd_source_dir,	   &vd_source_records,
-	&vd_source_gen, &vd_source_sqlite, &vd_source_postgres,
+	&vd_source_mem,	    &vd_source_dir,	 &vd_source_records,
+	&vd_source_gen,	    &vd_source_sqlite, &vd_source_postgres,
+	&vd_source_webdav,
 
 	NULL,
 };
