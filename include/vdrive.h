@@ -448,7 +448,10 @@ int vd_drive_set_gate_hook(struct vd_drive *d,
  * creating path there when missing, and admit that namespace
  * (vd_drive_admit() with flags; VD_ADMIT_READONLY also makes that mount
  * read-only, so writes there fail with EROFS while the owner still
- * writes). The mount carries nosuid,nodev. The drive keeps a descriptor
+ * writes). A drive without a gate gets one with its first share into
+ * another namespace (its own namespace and its shares); when its last
+ * share is detached it is open again to all but the namespaces it was
+ * shared with. The mount carries nosuid,nodev. The drive keeps a descriptor
  * of the namespace until vd_drive_detach() or unmount (which detaches
  * every share): detach when the target goes away, or its namespace
  * outlives it. Needs CAP_SYS_ADMIN. Returns 0, -EINVAL (bad path, not

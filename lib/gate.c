@@ -55,6 +55,9 @@ int vd_drive_admit(struct vd_drive *d, uint64_t mntns_ino, unsigned int flags)
 	}
 	d->allowed[i].ino = mntns_ino;
 	d->allowed[i].flags = flags;
+	for (size_t k = 0; k < d->ndenied; k++)
+		if (d->denied[k] == mntns_ino)
+			d->denied[k] = d->denied[--d->ndenied];
 	if (flags & VD_ADMIT_READONLY)
 		d->nreadonly++;
 	d->gate_gen++; /* a read-write namespace may have become read-only */
@@ -238,6 +241,12 @@ static int gate_verdict(struct vd_drive *d, pid_t pid)
 	for (size_t i = 0; ino && i < d->nallowed; i++)
 		if (d->allowed[i].ino == ino)
 			v = (int)d->allowed[i].flags;
+	if (d->gate_open && ino) {
+		v = 0;
+		for (size_t i = 0; i < d->ndenied; i++)
+			if (d->denied[i] == ino)
+				v = -EACCES;
+	}
 	hook = d->gate_hook;
 	arg = d->gate_hook_arg;
 	pthread_mutex_unlock(&d->gate_lock);
@@ -278,8 +287,10 @@ int vd_gate_check(struct vd_drive *d, fuse_req_t req, bool write)
 	const struct fuse_ctx *fc = fuse_req_ctx(req);
 	int v;
 
-	if (fc->pid <= 0)
-		return -EACCES; /* not visible from here: another pid ns */
+	if (fc->pid <= 0) /* not visible from here: another pid ns */
+		return __atomic_load_n(&d->gate_open, __ATOMIC_ACQUIRE)
+			       ? 0
+			       : -EACCES;
 	v = gate_verdict(d, fc->pid);
 	if (v < 0)
 		return v;

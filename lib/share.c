@@ -169,6 +169,14 @@ int vd_drive_attach(struct vd_drive *d, const char *path, int mntns_fd,
 		r = vd_drive_admit(d, own, 0);
 		if (r)
 			goto out;
+		d->gate_by_share = own;
+	}
+	if (a->ino != own && d->gate_open) {
+		/* Shared again: only its namespace and its shares. */
+		pthread_mutex_lock(&d->gate_lock);
+		d->gate_open = false;
+		d->gate_gen++;
+		pthread_mutex_unlock(&d->gate_lock);
 	}
 	/* Admit before attaching: the target may use it at once. A
 	 * namespace admitted already (--allow, or the drive's own) stays as
@@ -221,6 +229,38 @@ static void drop(struct vd_drive *d, struct vd_attach *a)
 	free(a);
 }
 
+/*
+ * The last share is gone from a drive whose gate its first share turned
+ * on: it is open again to everyone it was open to before (other
+ * namespaces that see its mount: services with a private /tmp, unshare -m
+ * shells), but not to the namespaces it was shared with, which stay
+ * refused (also through /proc/PID/root). gone: those namespaces.
+ */
+static void reopen_if_unshared(struct vd_drive *d, const uint64_t *gone,
+			       size_t ngone)
+{
+	bool none;
+
+	pthread_mutex_lock(&d->share_lock);
+	none = !d->attached;
+	pthread_mutex_unlock(&d->share_lock);
+	pthread_mutex_lock(&d->gate_lock);
+	for (size_t i = 0; d->gate_by_share && i < ngone; i++) {
+		bool seen = gone[i] == d->gate_by_share;
+
+		for (size_t k = 0; k < d->ndenied; k++)
+			seen |= d->denied[k] == gone[i];
+		if (!seen && d->ndenied < VD_MAX_ALLOWED)
+			d->denied[d->ndenied++] = gone[i];
+	}
+	if (none && d->gate_by_share && d->nallowed == 1 &&
+	    d->allowed[0].ino == d->gate_by_share && !d->gate_hook) {
+		d->gate_open = true;
+		d->gate_gen++;
+	}
+	pthread_mutex_unlock(&d->gate_lock);
+}
+
 int vd_drive_detach(struct vd_drive *d, const char *path, uint64_t mntns_ino)
 {
 	struct vd_attach **pp, *a, *gone = NULL;
@@ -251,6 +291,8 @@ int vd_drive_detach(struct vd_drive *d, const char *path, uint64_t mntns_ino)
 		gone = a->next;
 		drop(d, a);
 	}
+	if (!left && !keep)
+		reopen_if_unshared(d, &mntns_ino, 1);
 	return 0;
 }
 

@@ -99,6 +99,11 @@ struct vd_drive {
 		unsigned int flags; /* VD_ADMIT_* */
 	} allowed[VD_MAX_ALLOWED];
 	size_t nreadonly; /* admitted read-only: setattr is checked too */
+	/* Open mode: a host drive whose shares all ended admits everyone
+	 * but the namespaces it was shared with and that were unshared. */
+	bool gate_open;
+	size_t ndenied;
+	uint64_t denied[VD_MAX_ALLOWED];
 	int (*gate_hook)(void *arg, pid_t pid, uint64_t mntns_ino);
 	void *gate_hook_arg;
 	uint64_t gate_gen; /* bumped on revoke: cached verdicts are stale */
@@ -111,6 +116,8 @@ struct vd_drive {
 	} gate_cache[VD_GATE_CACHE];
 	/* share.c: the drive attached in other namespaces */
 	pthread_mutex_t share_lock;
+	uint64_t gate_by_share; /* own ns the first share admitted, gate off
+				   before */
 	struct vd_attach *attached;
 	bool watching; /* watch_* are valid */
 	int watch_pidfd, watch_pipe[2];

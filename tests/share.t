@@ -153,6 +153,25 @@ done
 [ "$(share_count sh1)" = 0 ]
 ok $? "C stopped: its share is gone from the record" || diag "$("$VDRIVE" list --json)"
 
+# ---- a host drive is open to all again once its last share ends ----
+M2=$VD_TMP/m2
+vd_mount mem: "$M2" --name sh2
+echo two >"$M2/t"
+new_ct
+P=$CT # sees M2 through its copy of the host's mounts
+new_ct
+Q=$CT
+[ "$(in_ct "$P" cat "$M2/t" 2>&1)" = two ]
+ok $? "before any share, another namespace that sees the mount reads it"
+"$VDRIVE" share sh2 --container "$Q" --at /q2 >/dev/null 2>&1
+out=$(in_ct "$P" cat "$M2/t" 2>&1)
+[[ $out == *"Permission denied"* ]]
+ok $? "while shared with Q only, that namespace is refused" || diag "$out"
+"$VDRIVE" unshare sh2 --container "$Q" >/dev/null 2>&1
+[ "$(in_ct "$P" cat "$M2/t" 2>&1)" = two ]
+ok $? "after the last unshare it reads again, as before"
+vd_umount "$M2"
+
 # ---- attaching is quick ----
 new_ct
 D=$CT
