@@ -55,7 +55,8 @@ CLI_SRC := $(wildcard cli/*.c)
 CLI_OBJ := $(CLI_SRC:%.c=$(B)/%.o)
 DAEMON_SRC := $(wildcard daemon/*.c)
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o)
-# Helpers the library and the daemon both use, linked into each.
+# Private helpers (child processes, unix sockets, the vdrived protocol)
+# that the library, the daemon and the tool share, linked into each.
 COMMON_SRC := $(wildcard common/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/%.o)
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
@@ -93,12 +94,16 @@ $(B)/libvdsources.a: $(SRC_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(B)/vdrive: $(CLI_OBJ) $(B)/libvdsources.a $(B)/libvdrive.so
-	$(CC) $(LDFLAGS) $(RPATH) -o $@ $(CLI_OBJ) $(B)/libvdsources.a \
-		-L$(B) -lvdrive $(SQLITE_LIBS) -lpthread
+$(B)/libvdcommon.a: $(COMMON_OBJ)
+	rm -f $@
+	ar rcs $@ $^
 
-$(B)/vdrived: $(DAEMON_OBJ) $(COMMON_OBJ) $(B)/libvdsources.a $(B)/libvdrive.so
-	$(CC) $(LDFLAGS) $(RPATH) -o $@ $(DAEMON_OBJ) $(COMMON_OBJ) $(B)/libvdsources.a \
+$(B)/vdrive: $(CLI_OBJ) $(B)/libvdsources.a $(B)/libvdcommon.a $(B)/libvdrive.so
+	$(CC) $(LDFLAGS) $(RPATH) -o $@ $(CLI_OBJ) $(B)/libvdsources.a \
+		$(B)/libvdcommon.a -L$(B) -lvdrive $(SQLITE_LIBS) -lpthread
+
+$(B)/vdrived: $(DAEMON_OBJ) $(B)/libvdcommon.a $(B)/libvdsources.a $(B)/libvdrive.so
+	$(CC) $(LDFLAGS) $(RPATH) -o $@ $(DAEMON_OBJ) $(B)/libvdcommon.a $(B)/libvdsources.a \
 		-L$(B) -lvdrive $(SQLITE_LIBS) -lpthread
 
 $(B)/examples/%: examples/%.c include/vdrive.h $(B)/libvdrive.so
