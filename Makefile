@@ -79,7 +79,7 @@ $(B)/lib/%.o: lib/%.c lib/vdrive_i.h include/vdrive.h $(wildcard common/*.h) $(L
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(FUSE_CFLAGS) -c $< -o $@
 
-$(B)/%.o: %.c include/vdrive.h $(wildcard sources/*.h cli/*.h daemon/*.h common/*.h)
+$(B)/%.o: %.c include/vdrive.h $(wildcard sources/*.h sources/*/*.h cli/*.h daemon/*.h common/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isources -c $< -o $@
 
@@ -163,7 +163,7 @@ check-san:
 
 format:
 	clang-format -i include/*.h lib/*.c lib/*.h $(SRC_SRC) $(CLI_SRC) $(DAEMON_SRC) common/*.[ch] \
-		$(wildcard examples/*.c tests/unit/*.c tests/helpers/*.c sources/*.h cli/*.h)
+		$(wildcard examples/*.c tests/unit/*.c tests/helpers/*.c sources/*.h sources/*/*.h cli/*.h)
 
 clean:
 	rm -rf build build-san build-private-san

@@ -228,20 +228,14 @@ static int dir_lookup(const struct vd_ctx *ctx, vd_node_t parent,
 static void dir_forget(void *data, vd_node_t node)
 {
 	struct dir_src *s = data;
-	struct dnode *n = N(s, node), **pp;
+	struct dnode *n = N(s, node);
 	bool now;
 	int fd = -1;
 
 	if (n == &s->root)
 		return;
 	pthread_mutex_lock(&s->lock);
-	pp = &s->buckets[dir_hash_key(n->dev, n->ino, s->nbuckets)];
-	while (*pp && *pp != n)
-		pp = &(*pp)->hnext;
-	if (*pp) {
-		*pp = n->hnext;
-		s->count--;
-	}
+	vd_htab_del(&s->nodes, &n->hl);
 	now = n->pins == 0;
 	if (n->fd >= 0) {
 		if (n->fh) {
@@ -855,20 +849,22 @@ static void dir_destroy(void *data)
 	pthread_cond_destroy(&s->ra_cv);
 	pthread_mutex_destroy(&s->ra_lock);
 
-	for (size_t i = 0; i < s->nbuckets; i++) {
-		struct dnode *n = s->buckets[i];
-		while (n) {
-			struct dnode *next = n->hnext;
+	for (size_t i = 0; i < s->nodes.nb; i++) {
+		struct vd_hlink *l = vd_htab_bucket(&s->nodes, i), *next;
+
+		for (; l; l = next) {
+			struct dnode *n = vd_container_of(l, struct dnode, hl);
+
+			next = l->next;
 			if (n->fd >= 0)
 				close(n->fd);
 			dir_node_free(n);
-			n = next;
 		}
 	}
 	for (int i = 0; i < s->nmounts; i++)
 		close(s->mounts[i].fd);
 	close(s->root.fd);
-	free(s->buckets);
+	vd_htab_fini(&s->nodes);
 	free(s->groups);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
@@ -984,12 +980,11 @@ static int dir_src_open(const char *arg, const struct vd_ops **ops, void **data,
 	s->ra_tail = &s->ra_head;
 	s->root.fd = -1;
 	s->lru.lnext = s->lru.lprev = &s->lru;
-	s->nbuckets = 4096;
-	s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
+	r = vd_htab_init(&s->nodes, 4096);
 	s->ngroups = getgroups(0, NULL);
 	if (s->ngroups > 0)
 		s->groups = calloc((size_t)s->ngroups, sizeof(gid_t));
-	if (!s->buckets || (s->ngroups > 0 && !s->groups)) {
+	if (r || (s->ngroups > 0 && !s->groups)) {
 		snprintf(err, errlen, "dir: out of memory");
 		r = -ENOMEM;
 		goto fail;
@@ -1014,7 +1009,7 @@ fail:
 		close(s->mounts[i].fd);
 	if (s->root.fd >= 0)
 		close(s->root.fd);
-	free(s->buckets);
+	vd_htab_fini(&s->nodes);
 	free(s->groups);
 	pthread_cond_destroy(&s->ra_cv);
 	pthread_mutex_destroy(&s->ra_lock);

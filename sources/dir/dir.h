@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include "sources.h"
+#include "util/htab.h"
 
 /* Cached O_PATH descriptors; the hard limit here is 20,000 and every open
  * file of a client costs one more. */
@@ -27,7 +28,7 @@ union dir_fh {
 };
 
 struct dnode {
-	struct dnode *hnext;
+	struct vd_hlink hl;	     /* in dir_src.nodes, by dev and ino */
 	struct dnode *lprev, *lnext; /* in the LRU while fd >= 0 */
 	dev_t dev;
 	ino_t ino;
@@ -48,8 +49,7 @@ struct dir_mount {
 struct dir_src {
 	pthread_mutex_t lock;
 	struct dnode root;
-	struct dnode **buckets;
-	size_t nbuckets, count;
+	struct vd_htab nodes;
 	struct dnode lru; /* sentinel: lnext is the most recently used */
 	size_t nfds;
 	struct dir_mount mounts[DIR_MAX_MOUNTS];
@@ -116,7 +116,6 @@ static inline vd_node_t ID(struct dir_src *s, struct dnode *n)
 }
 
 /* nodes.c */
-size_t dir_hash_key(dev_t dev, ino_t ino, size_t nb);
 void dir_proc_path(char *buf, size_t len, int fd);
 void dir_lru_unlink(struct dnode *n);
 void dir_node_free(struct dnode *n);

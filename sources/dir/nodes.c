@@ -17,14 +17,15 @@
 
 #include "dir/dir.h"
 
-size_t dir_hash_key(dev_t dev, ino_t ino, size_t nb)
+/* Where inode (dev, ino) goes in the node table. */
+static uint64_t hash_key(dev_t dev, ino_t ino)
 {
 	uint64_t k = (uint64_t)ino ^ ((uint64_t)dev << 47) ^ (uint64_t)dev;
 
 	k ^= k >> 33;
 	k *= 0xff51afd7ed558ccdULL;
 	k ^= k >> 33;
-	return (size_t)(k & (nb - 1));
+	return k;
 }
 
 /* The /proc path that reaches fd's inode, for calls with no fd form. */
@@ -204,47 +205,25 @@ static bool same_fh(const struct file_handle *a, const struct file_handle *b)
 	       !memcmp(a->f_handle, b->f_handle, a->handle_bytes);
 }
 
-static void grow(struct dir_src *s)
-{
-	size_t nb = s->nbuckets * 2;
-	struct dnode **b = calloc(nb, sizeof(*b));
-
-	if (!b)
-		return; /* longer chains, still correct */
-	for (size_t i = 0; i < s->nbuckets; i++) {
-		struct dnode *n = s->buckets[i];
-		while (n) {
-			struct dnode *next = n->hnext;
-			size_t k = dir_hash_key(n->dev, n->ino, nb);
-			n->hnext = b[k];
-			b[k] = n;
-			n = next;
-		}
-	}
-	free(s->buckets);
-	s->buckets = b;
-	s->nbuckets = nb;
-}
-
 /* The node for inode (dev, ino) in the table, or NULL. s->lock held. */
 static struct dnode *table_find(struct dir_src *s, dev_t dev, ino_t ino)
 {
-	struct dnode *n = s->buckets[dir_hash_key(dev, ino, s->nbuckets)];
+	uint64_t h = hash_key(dev, ino);
+	struct vd_hlink *l;
 
-	while (n && !(n->dev == dev && n->ino == ino))
-		n = n->hnext;
-	return n;
+	for (l = vd_htab_first(&s->nodes, h); l; l = l->next) {
+		struct dnode *n = vd_container_of(l, struct dnode, hl);
+
+		if (l->hash == h && n->dev == dev && n->ino == ino)
+			return n;
+	}
+	return NULL;
 }
 
 /* Put fresh, not in the table yet, into it. s->lock held. */
 static void table_add(struct dir_src *s, struct dnode *fresh)
 {
-	size_t k = dir_hash_key(fresh->dev, fresh->ino, s->nbuckets);
-
-	fresh->hnext = s->buckets[k];
-	s->buckets[k] = fresh;
-	if (++s->count > s->nbuckets * 2)
-		grow(s);
+	vd_htab_add(&s->nodes, &fresh->hl, hash_key(fresh->dev, fresh->ino));
 }
 
 /*

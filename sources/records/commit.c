@@ -119,7 +119,7 @@ static const char *aff_name(char aff)
 }
 
 /* Whether key is an integer written the one way SQLite writes it. */
-int rec_is_int_key(const struct vd_jbuf *key)
+int rec_is_int_key(const struct vd_buf *key)
 {
 	char canon[32];
 	long long v;
@@ -139,7 +139,7 @@ int rec_is_int_key(const struct vd_jbuf *key)
  * column's own affinity decides.
  */
 static int bind_new_key(sqlite3_stmt *st, int i, const struct rec_table *t,
-			const struct vd_jbuf *key)
+			const struct vd_buf *key)
 {
 	const char *k = key->p ? key->p : "";
 	char *end;
@@ -183,7 +183,7 @@ struct commit_job {
 	struct rec_table t;
 	struct vd_json_object o; /* the content */
 	int *col;		 /* per member of o: its column in t */
-	struct vd_jbuf key;	 /* the file name, unescaped, less ".json" */
+	struct vd_buf key;	 /* the file name, unescaped, less ".json" */
 	char *why;
 	size_t wlen;
 };
@@ -192,7 +192,7 @@ struct commit_job {
  * -EINVAL / -EIO. */
 static int key_matches(struct commit_job *j, const struct vd_json_value *v)
 {
-	struct vd_jbuf kn = {0};
+	struct vd_buf kn = {0};
 	sqlite3_stmt *ks;
 	int r = 0;
 
@@ -205,7 +205,7 @@ static int key_matches(struct commit_job *j, const struct vd_json_value *v)
 	    strcmp(kn.p ? kn.p : "", j->n->name))
 		r = -EINVAL;
 	sqlite3_finalize(ks);
-	vd_jbuf_free(&kn);
+	vd_buf_free(&kn);
 	return r;
 }
 
@@ -271,7 +271,7 @@ static int has_key(const struct commit_job *j)
  * from the file name, if the content has none); an existing one UPDATEs
  * them WHERE key = ?, or sets the key to itself when there is nothing to
  * change, which still proves the row is there. */
-static void build_sql(const struct commit_job *j, struct vd_jbuf *sql)
+static void build_sql(const struct commit_job *j, struct vd_buf *sql)
 {
 	const struct rec_table *t = &j->t;
 	size_t n = j->o.n;
@@ -280,44 +280,44 @@ static void build_sql(const struct commit_job *j, struct vd_jbuf *sql)
 	if (j->n->pending) {
 		int hk = has_key(j);
 
-		vd_jbuf_add(sql, "INSERT INTO ", 12);
+		vd_buf_add(sql, "INSERT INTO ", 12);
 		rec_put_ident(sql, t->name);
-		vd_jbuf_add(sql, " (", 2);
+		vd_buf_add(sql, " (", 2);
 		for (size_t i = 0; i < n; i++) {
 			if (i)
-				vd_jbuf_add(sql, ", ", 2);
+				vd_buf_add(sql, ", ", 2);
 			rec_put_ident(sql, t->cols[j->col[i]]);
 		}
 		if (!hk) {
 			if (n)
-				vd_jbuf_add(sql, ", ", 2);
+				vd_buf_add(sql, ", ", 2);
 			rec_put_key(sql, t);
 		}
-		vd_jbuf_add(sql, ") VALUES (", 10);
+		vd_buf_add(sql, ") VALUES (", 10);
 		for (size_t i = 0; i < n + !hk; i++)
-			vd_jbuf_add(sql, i ? ", ?" : "?", i ? 3 : 1);
-		vd_jbuf_add(sql, ")", 1);
+			vd_buf_add(sql, i ? ", ?" : "?", i ? 3 : 1);
+		vd_buf_add(sql, ")", 1);
 		return;
 	}
-	vd_jbuf_add(sql, "UPDATE ", 7);
+	vd_buf_add(sql, "UPDATE ", 7);
 	rec_put_ident(sql, t->name);
-	vd_jbuf_add(sql, " SET ", 5);
+	vd_buf_add(sql, " SET ", 5);
 	for (size_t i = 0; i < n; i++) {
 		if (j->col[i] == t->key)
 			continue;
 		if (nb++)
-			vd_jbuf_add(sql, ", ", 2);
+			vd_buf_add(sql, ", ", 2);
 		rec_put_ident(sql, t->cols[j->col[i]]);
-		vd_jbuf_add(sql, " = ?", 4);
+		vd_buf_add(sql, " = ?", 4);
 	}
 	if (!nb) {
 		rec_put_key(sql, t);
-		vd_jbuf_add(sql, " = ", 3);
+		vd_buf_add(sql, " = ", 3);
 		rec_put_key(sql, t);
 	}
-	vd_jbuf_add(sql, " WHERE ", 7);
+	vd_buf_add(sql, " WHERE ", 7);
 	rec_put_key(sql, t);
-	vd_jbuf_add(sql, " = ?", 4);
+	vd_buf_add(sql, " = ?", 4);
 }
 
 /* Step 3: bind the values in the order build_sql() wrote them. */
@@ -406,7 +406,7 @@ int rec_commit(struct rec *s, struct rec_open *h, char *why, size_t wlen)
 {
 	struct commit_job j = {.s = s, .n = h->node, .why = why, .wlen = wlen};
 	struct rec_node *n = h->node;
-	struct vd_jbuf sql = {0};
+	struct vd_buf sql = {0};
 	sqlite3_stmt *st = NULL;
 	const char *text = h->buf.p ? h->buf.p : "";
 	size_t tl = h->buf.len;
@@ -449,8 +449,8 @@ out:
 		       n->name, why);
 	free(j.col);
 	vd_json_object_free(&j.o);
-	vd_jbuf_free(&sql);
-	vd_jbuf_free(&j.key);
+	vd_buf_free(&sql);
+	vd_buf_free(&j.key);
 	rec_table_free(&j.t);
 	return r;
 }

@@ -38,7 +38,7 @@ static int row_exists(struct rec *s, struct exist_q **qs, size_t *nq,
 		if (!strcmp((*qs)[i].table, e->table))
 			q = &(*qs)[i];
 	if (!q) {
-		struct vd_jbuf sql = {0};
+		struct vd_buf sql = {0};
 		struct rec_table t;
 
 		nqs = realloc(*qs, (*nq + 1) * sizeof(**qs));
@@ -52,16 +52,16 @@ static int row_exists(struct rec *s, struct exist_q **qs, size_t *nq,
 			return -1;
 		(*nq)++;
 		if (rec_table_load(s, e->table, &t) == 0) {
-			vd_jbuf_add(&sql, "SELECT 1 FROM ", 14);
+			vd_buf_add(&sql, "SELECT 1 FROM ", 14);
 			rec_put_ident(&sql, t.name);
-			vd_jbuf_add(&sql, " WHERE ", 7);
+			vd_buf_add(&sql, " WHERE ", 7);
 			rec_put_key(&sql, &t);
-			vd_jbuf_add(&sql, " = ?", 4);
+			vd_buf_add(&sql, " = ?", 4);
 			if (rec_prepare(s, &sql, &q->st))
 				q->st = NULL;
 			rec_table_free(&t);
 		}
-		vd_jbuf_free(&sql);
+		vd_buf_free(&sql);
 	}
 	if (!q->st)
 		return 0;
@@ -69,6 +69,20 @@ static int row_exists(struct rec *s, struct exist_q **qs, size_t *nq,
 	rec_bind_key(q->st, 1, e);
 	r = sqlite3_step(q->st);
 	return r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : -1;
+}
+
+/* A walk over every node the kernel holds, then the root: start with
+ * e = NULL and *bucket = 0; NULL at the end. */
+static struct rec_node *next_node(struct rec *s, struct rec_node *e,
+				  size_t *bucket)
+{
+	struct vd_hlink *l = e ? e->idl.next : NULL;
+
+	if (e == &s->root)
+		return NULL;
+	while (!l && *bucket < s->byid.nb)
+		l = vd_htab_bucket(&s->byid, (*bucket)++);
+	return l ? vd_container_of(l, struct rec_node, idl) : &s->root;
 }
 
 /*
@@ -79,42 +93,38 @@ static size_t collect_changes(struct rec *s, struct rec_inval **out)
 {
 	struct rec_inval *v = NULL;
 	struct exist_q *qs = NULL;
-	size_t n = 0, cap = 0, nq = 0;
+	struct rec_node *e;
+	size_t n = 0, cap = 0, nq = 0, bucket = 0;
 
-	for (unsigned int b = 0; b <= REC_NBUCKETS; b++) {
-		struct rec_node *e = b == REC_NBUCKETS ? &s->root : s->byid[b];
+	for (e = next_node(s, NULL, &bucket); e; e = next_node(s, e, &bucket)) {
+		struct rec_inval x = {e->id, 0, NULL};
 
-		for (; e; e = b == REC_NBUCKETS ? NULL : e->idnext) {
-			struct rec_inval x = {e->id, 0, NULL};
+		if (e->kind == REC_ROW && !e->writer &&
+		    (!e->pending || !e->nopen) &&
+		    (e->pending || row_exists(s, &qs, &nq, e) == 0)) {
+			struct vd_buf tname = {0};
+			struct rec_node *tn = NULL;
 
-			if (e->kind == REC_ROW && !e->writer &&
-			    (!e->pending || !e->nopen) &&
-			    (e->pending || row_exists(s, &qs, &nq, e) == 0)) {
-				struct vd_jbuf tname = {0};
-				struct rec_node *tn = NULL;
-
-				rec_esc_name(&tname, e->table,
-					     strlen(e->table));
-				if (tname.p)
-					tn = rec_node_find(s, REC_TABLE,
-							   e->table, tname.p);
-				vd_jbuf_free(&tname);
-				x.name = strdup(e->name);
-				x.parent = tn ? tn->id : 0;
-			}
-			if (n == cap) {
-				struct rec_inval *nv;
-
-				cap = cap ? cap * 2 : 64;
-				nv = realloc(v, cap * sizeof(*v));
-				if (!nv) {
-					free(x.name);
-					goto out;
-				}
-				v = nv;
-			}
-			v[n++] = x;
+			rec_esc_name(&tname, e->table, strlen(e->table));
+			if (tname.p)
+				tn = rec_node_find(s, REC_TABLE, e->table,
+						   tname.p);
+			vd_buf_free(&tname);
+			x.name = strdup(e->name);
+			x.parent = tn ? tn->id : 0;
 		}
+		if (n == cap) {
+			struct rec_inval *nv;
+
+			cap = cap ? cap * 2 : 64;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				free(x.name);
+				goto out;
+			}
+			v = nv;
+		}
+		v[n++] = x;
 	}
 out:
 	for (size_t i = 0; i < nq; i++) {

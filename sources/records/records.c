@@ -119,7 +119,7 @@ static void scratch_unlink(struct rec *s, struct rec_node *n)
 static int node_stat(struct rec *s, struct rec_node *n, struct stat *st)
 {
 	struct rec_table t;
-	struct vd_jbuf b = {0};
+	struct vd_buf b = {0};
 	off_t size = 0;
 	int r = 0;
 
@@ -145,7 +145,7 @@ static int node_stat(struct rec *s, struct rec_node *n, struct stat *st)
 		size = (off_t)b.len;
 	if (!r)
 		fill_stat(s, n, size, st);
-	vd_jbuf_free(&b);
+	vd_buf_free(&b);
 	rec_table_free(&t);
 	return r;
 }
@@ -272,7 +272,7 @@ static int open_node(struct rec *s, struct rec_node *n, struct vd_file *fi,
 		rec_table_free(&t);
 	}
 	if (r) {
-		vd_jbuf_free(&h->buf);
+		vd_buf_free(&h->buf);
 		free(h);
 		return r;
 	}
@@ -304,7 +304,7 @@ static int rec_create(const struct vd_ctx *ctx, vd_node_t parent,
 {
 	struct rec *s = rec_enter(ctx);
 	struct rec_node *p = rec_node_get(s, parent), *n = NULL, probe;
-	struct vd_jbuf key = {0};
+	struct vd_buf key = {0};
 	struct rec_table t;
 	size_t len = strlen(name);
 	int r;
@@ -359,7 +359,7 @@ static int rec_create(const struct vd_ctx *ctx, vd_node_t parent,
 		*node = n->id;
 		n->held = 1;
 	}
-	vd_jbuf_free(&key);
+	vd_buf_free(&key);
 	rec_leave(s);
 	return r;
 }
@@ -369,7 +369,7 @@ static int rec_read(const struct vd_ctx *ctx, vd_node_t node,
 {
 	struct rec *s = rec_enter(ctx);
 	struct rec_open *h = (struct rec_open *)(uintptr_t)fi->fh;
-	struct vd_jbuf *b =
+	struct vd_buf *b =
 		h->node->kind == REC_SCRATCH ? &h->node->data : &h->buf;
 	int r = 0;
 
@@ -385,7 +385,7 @@ static int rec_read(const struct vd_ctx *ctx, vd_node_t node,
 }
 
 /* Make b exactly size bytes long (zero-filled when growing). */
-static int buf_resize(struct vd_jbuf *b, off_t size)
+static int buf_resize(struct vd_buf *b, off_t size)
 {
 	if (size < 0 || size > REC_MAX_FILE)
 		return -EFBIG;
@@ -395,7 +395,7 @@ static int buf_resize(struct vd_jbuf *b, off_t size)
 
 		if (!z)
 			return -ENOMEM;
-		vd_jbuf_add(b, z, grow);
+		vd_buf_add(b, z, grow);
 		free(z);
 		if (b->oom)
 			return -ENOMEM;
@@ -441,7 +441,7 @@ static int rec_write(const struct vd_ctx *ctx, vd_node_t node,
 		   (size_t)off > REC_MAX_FILE - size) {
 		r = -EFBIG;
 	} else {
-		struct vd_jbuf *b =
+		struct vd_buf *b =
 			h->node->kind == REC_SCRATCH ? &h->node->data : &h->buf;
 
 		r = (size_t)off + size > b->len ? resize(h, off + (off_t)size)
@@ -526,7 +526,7 @@ static int rec_setattr(const struct vd_ctx *ctx, vd_node_t node,
 				if (n->writer == h)
 					n->writer = NULL;
 				n->nopen--;
-				vd_jbuf_free(&h->buf);
+				vd_buf_free(&h->buf);
 				free(h);
 				h = NULL;
 			}
@@ -573,7 +573,7 @@ static int rec_release(const struct vd_ctx *ctx, vd_node_t node,
 		h->node->writer = NULL;
 	h->node->nopen--;
 	scratch_maybe_free(s, h->node);
-	vd_jbuf_free(&h->buf);
+	vd_buf_free(&h->buf);
 	free(h);
 	rec_leave(s);
 	return 0;
@@ -584,7 +584,7 @@ static int rec_unlink(const struct vd_ctx *ctx, vd_node_t parent,
 {
 	struct rec *s = rec_enter(ctx);
 	struct rec_node *p = rec_node_get(s, parent), probe;
-	struct vd_jbuf sql = {0};
+	struct vd_buf sql = {0};
 	struct rec_table t;
 	sqlite3_stmt *st = NULL;
 	int r, rc;
@@ -606,11 +606,11 @@ static int rec_unlink(const struct vd_ctx *ctx, vd_node_t parent,
 	} else if (!(r = rec_table_load(s, p->table, &t))) {
 		r = rec_row_find(s, &t, name, &probe);
 		if (!r) {
-			vd_jbuf_add(&sql, "DELETE FROM ", 12);
+			vd_buf_add(&sql, "DELETE FROM ", 12);
 			rec_put_ident(&sql, t.name);
-			vd_jbuf_add(&sql, " WHERE ", 7);
+			vd_buf_add(&sql, " WHERE ", 7);
 			rec_put_key(&sql, &t);
-			vd_jbuf_add(&sql, " = ?", 4);
+			vd_buf_add(&sql, " = ?", 4);
 			r = rec_prepare(s, &sql, &st);
 		}
 		if (!r) {
@@ -631,7 +631,7 @@ static int rec_unlink(const struct vd_ctx *ctx, vd_node_t parent,
 		free(probe.kt);
 		rec_table_free(&t);
 	}
-	vd_jbuf_free(&sql);
+	vd_buf_free(&sql);
 	rec_leave(s);
 	return r;
 }
@@ -670,7 +670,7 @@ static int scratch_save(struct rec *s, struct rec_node *n, const char *newname,
 {
 	struct rec_node probe, *old;
 	struct rec_open h;
-	struct vd_jbuf key = {0};
+	struct vd_buf key = {0};
 	struct rec_table t;
 	char why[256], *nm = strdup(newname);
 	int r = nm ? rec_table_load(s, n->table, &t) : -ENOMEM;
@@ -712,7 +712,7 @@ static int scratch_save(struct rec *s, struct rec_node *n, const char *newname,
 		rec_name_unhash(s, n);
 		free(n->name);
 		free(n->kt);
-		vd_jbuf_free(&n->data);
+		vd_buf_free(&n->data);
 		n->name = nm;
 		n->kind = REC_ROW;
 		n->ktype = probe.ktype, n->ki = probe.ki, n->kr = probe.kr;
@@ -724,7 +724,7 @@ static int scratch_save(struct rec *s, struct rec_node *n, const char *newname,
 		free(probe.kt);
 		free(nm);
 	}
-	vd_jbuf_free(&key);
+	vd_buf_free(&key);
 	rec_table_free(&t);
 	return r;
 }
@@ -793,7 +793,7 @@ static int list_root(struct rec *s, off_t off, vd_fill_fn fill, void *buf)
 		while (!r && sqlite3_step(st) == SQLITE_ROW) {
 			const char *tn =
 				(const char *)sqlite3_column_text(st, 0);
-			struct vd_jbuf nm = {0};
+			struct vd_buf nm = {0};
 			struct rec_table t;
 			struct stat sb;
 
@@ -802,14 +802,14 @@ static int list_root(struct rec *s, off_t off, vd_fill_fn fill, void *buf)
 			rec_table_free(&t);
 			rec_esc_name(&nm, tn, strlen(tn));
 			if (pass)
-				vd_jbuf_add(&nm, ".csv", 4);
+				vd_buf_add(&nm, ".csv", 4);
 			memset(&sb, 0, sizeof(sb));
 			sb.st_mode = pass ? S_IFREG : S_IFDIR;
 			sb.st_ino = nm.p ? list_ino("", nm.p) : 1;
 			if (nm.len <= REC_NAME_MAX && !nm.oom &&
 			    fill(buf, nm.p, 0, &sb, i))
 				r = 1;
-			vd_jbuf_free(&nm);
+			vd_buf_free(&nm);
 		}
 	}
 	sqlite3_finalize(st);
@@ -825,8 +825,12 @@ static void list_scratch(struct rec *s, const struct rec_table *t, off_t off,
 {
 	off_t k = REC_SCRATCH_OFF;
 
-	for (unsigned int b = 0; b < REC_NBUCKETS; b++) {
-		for (struct rec_node *n = s->byid[b]; n; n = n->idnext) {
+	for (size_t b = 0; b < s->byid.nb; b++) {
+		struct vd_hlink *l = vd_htab_bucket(&s->byid, b);
+
+		for (; l; l = l->next) {
+			struct rec_node *n =
+				vd_container_of(l, struct rec_node, idl);
 			struct stat sb;
 
 			if (n->kind != REC_SCRATCH || !n->linked ||
@@ -846,7 +850,7 @@ static void list_scratch(struct rec *s, const struct rec_table *t, off_t off,
 static int list_table(struct rec *s, const struct rec_table *t, off_t off,
 		      vd_fill_fn fill, void *buf)
 {
-	struct vd_jbuf sql = {0};
+	struct vd_buf sql = {0};
 	sqlite3_stmt *st = NULL;
 	off_t i = off < 2 ? 2 : off;
 	int r, full = 0;
@@ -856,20 +860,20 @@ static int list_table(struct rec *s, const struct rec_table *t, off_t off,
 		return 0;
 	}
 
-	vd_jbuf_add(&sql, "SELECT ", 7);
+	vd_buf_add(&sql, "SELECT ", 7);
 	rec_put_key(&sql, t);
-	vd_jbuf_add(&sql, " FROM ", 6);
+	vd_buf_add(&sql, " FROM ", 6);
 	rec_put_ident(&sql, t->name);
-	vd_jbuf_add(&sql, " ORDER BY ", 10);
+	vd_buf_add(&sql, " ORDER BY ", 10);
 	rec_put_key(&sql, t);
-	vd_jbuf_add(&sql, " LIMIT -1 OFFSET ?", 18);
+	vd_buf_add(&sql, " LIMIT -1 OFFSET ?", 18);
 	r = rec_prepare(s, &sql, &st);
-	vd_jbuf_free(&sql);
+	vd_buf_free(&sql);
 	if (r)
 		return r;
 	sqlite3_bind_int64(st, 1, i - 2);
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		struct vd_jbuf nm = {0};
+		struct vd_buf nm = {0};
 		struct stat sb;
 
 		i++;
@@ -880,7 +884,7 @@ static int list_table(struct rec *s, const struct rec_table *t, off_t off,
 			sb.st_ino = list_ino(t->name, nm.p);
 			full = fill(buf, nm.p, 0, &sb, i);
 		}
-		vd_jbuf_free(&nm);
+		vd_buf_free(&nm);
 		if (full)
 			break;
 	}
@@ -948,14 +952,16 @@ static void rec_destroy(void *data)
 		pthread_mutex_unlock(&s->lock);
 		pthread_join(s->poller, NULL);
 	}
-	for (unsigned int b = 0; b < REC_NBUCKETS; b++) {
-		while (s->byid[b]) {
-			struct rec_node *n = s->byid[b];
+	for (size_t b = 0; b < s->byid.nb; b++) {
+		struct vd_hlink *l = vd_htab_bucket(&s->byid, b), *next;
 
-			s->byid[b] = n->idnext;
-			rec_node_free(n);
+		for (; l; l = next) {
+			next = l->next;
+			rec_node_free(vd_container_of(l, struct rec_node, idl));
 		}
 	}
+	vd_htab_fini(&s->byid);
+	vd_htab_fini(&s->byname);
 	rec_tcache_clear(s);
 	sqlite3_finalize(s->sv_stmt);
 	sqlite3_close_v2(s->db);
@@ -1040,6 +1046,11 @@ static int rec_new(const char *arg, const struct vd_ops **ops, void **data,
 
 	if (!s)
 		return -ENOMEM;
+	if (vd_htab_init(&s->byid, 4096) || vd_htab_init(&s->byname, 4096)) {
+		vd_htab_fini(&s->byid);
+		free(s);
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	s->poll_ms = 100;

@@ -15,8 +15,8 @@
 
 #include "records/json.h"
 #include "sources.h"
+#include "util/htab.h"
 
-#define REC_NBUCKETS 4096
 #define REC_MAX_FILE (64 << 20) /* bigger writes: EFBIG */
 #define REC_NAME_MAX 255
 
@@ -40,19 +40,19 @@ struct rec_node {
 	int nopen;		 /* opens of this node */
 	struct rec_open *writer; /* an open with unsaved writes */
 	/* REC_SCRATCH: its content and attributes */
-	struct vd_jbuf data;
+	struct vd_buf data;
 	mode_t mode;
 	uid_t uid;
 	gid_t gid;
 	struct timespec mtime;
 	int linked; /* has a name in its folder */
 	int held;   /* the kernel holds it (handed out, not forgotten) */
-	struct rec_node *idnext, *namenext;
+	struct vd_hlink idl, namel; /* in rec.byid and rec.byname */
 };
 
 /* One open file: a snapshot of the content, then the caller's edits. */
 struct rec_open {
-	struct vd_jbuf buf;
+	struct vd_buf buf;
 	int dirty; /* written or truncated since the last save */
 	int writable;
 	int tried; /* a save was attempted through this open */
@@ -87,8 +87,7 @@ struct rec {
 	uid_t uid;
 	gid_t gid;
 	vd_node_t next_id;
-	struct rec_node *byid[REC_NBUCKETS];
-	struct rec_node *byname[REC_NBUCKETS];
+	struct vd_htab byid, byname; /* nodes by id, by (kind, table, name) */
 	struct rec_node root;
 	/* the change poller */
 	pthread_t poller;
@@ -109,17 +108,17 @@ void rec_name_unhash(struct rec *s, struct rec_node *n);
 struct rec_node *rec_node_make(struct rec *s, enum rec_kind kind,
 			       const char *table, const char *name);
 void rec_node_remove(struct rec *s, struct rec_node *n);
-void rec_esc_name(struct vd_jbuf *b, const char *s, size_t n);
-int rec_unesc_name(struct vd_jbuf *out, const char *name, size_t n);
-void rec_put_ident(struct vd_jbuf *b, const char *name);
-int rec_row_name(struct vd_jbuf *b, sqlite3_value *key);
+void rec_esc_name(struct vd_buf *b, const char *s, size_t n);
+int rec_unesc_name(struct vd_buf *out, const char *name, size_t n);
+void rec_put_ident(struct vd_buf *b, const char *name);
+int rec_row_name(struct vd_buf *b, sqlite3_value *key);
 
 /* table.c */
 void rec_table_free(struct rec_table *t);
 void rec_tcache_clear(struct rec *s);
 int rec_table_load(struct rec *s, const char *name, struct rec_table *t);
-void rec_put_key(struct vd_jbuf *b, const struct rec_table *t);
-int rec_prepare(struct rec *s, struct vd_jbuf *sql, sqlite3_stmt **st);
+void rec_put_key(struct vd_buf *b, const struct rec_table *t);
+int rec_prepare(struct rec *s, struct vd_buf *sql, sqlite3_stmt **st);
 void rec_bind_key(sqlite3_stmt *st, int i, const struct rec_node *n);
 int rec_row_find(struct rec *s, const struct rec_table *t, const char *name,
 		 struct rec_node *n);
@@ -128,13 +127,12 @@ int rec_root_table(struct rec *s, const char *name, const char *suffix,
 
 /* render.c */
 int rec_row_json(struct rec *s, const struct rec_table *t,
-		 const struct rec_node *n, struct vd_jbuf *out);
-int rec_table_csv(struct rec *s, const struct rec_table *t,
-		  struct vd_jbuf *out);
+		 const struct rec_node *n, struct vd_buf *out);
+int rec_table_csv(struct rec *s, const struct rec_table *t, struct vd_buf *out);
 
 /* commit.c */
 int rec_sqlite_errno(sqlite3 *db, int rc);
-int rec_is_int_key(const struct vd_jbuf *key);
+int rec_is_int_key(const struct vd_buf *key);
 int rec_commit(struct rec *s, struct rec_open *h, char *why, size_t wlen);
 int rec_save(struct rec *s, struct rec_open *h);
 

@@ -13,11 +13,11 @@
 #include "records/records.h"
 
 /* Append column value v to b as JSON. */
-static void put_json_value(struct vd_jbuf *b, sqlite3_value *v)
+static void put_json_value(struct vd_buf *b, sqlite3_value *v)
 {
 	switch (sqlite3_value_type(v)) {
 	case SQLITE_INTEGER:
-		vd_jbuf_addf(b, "%lld", (long long)sqlite3_value_int64(v));
+		vd_buf_addf(b, "%lld", (long long)sqlite3_value_int64(v));
 		break;
 	case SQLITE_FLOAT:
 		vd_json_put_real(b, sqlite3_value_double(v));
@@ -27,32 +27,32 @@ static void put_json_value(struct vd_jbuf *b, sqlite3_value *v)
 				   (size_t)sqlite3_value_bytes(v));
 		break;
 	case SQLITE_BLOB:
-		vd_jbuf_add(b, "{\"$base64\": \"", 13);
+		vd_buf_add(b, "{\"$base64\": \"", 13);
 		vd_base64_put(b, sqlite3_value_blob(v),
 			      (size_t)sqlite3_value_bytes(v));
-		vd_jbuf_add(b, "\"}", 2);
+		vd_buf_add(b, "\"}", 2);
 		break;
 	default:
-		vd_jbuf_add(b, "null", 4);
+		vd_buf_add(b, "null", 4);
 	}
 }
 
 /* The row of node n as a JSON object, one column a line. -ENOENT if the
  * row is gone. */
 int rec_row_json(struct rec *s, const struct rec_table *t,
-		 const struct rec_node *n, struct vd_jbuf *out)
+		 const struct rec_node *n, struct vd_buf *out)
 {
-	struct vd_jbuf sql = {0};
+	struct vd_buf sql = {0};
 	sqlite3_stmt *st = NULL;
 	int r;
 
-	vd_jbuf_add(&sql, "SELECT * FROM ", 14);
+	vd_buf_add(&sql, "SELECT * FROM ", 14);
 	rec_put_ident(&sql, t->name);
-	vd_jbuf_add(&sql, " WHERE ", 7);
+	vd_buf_add(&sql, " WHERE ", 7);
 	rec_put_key(&sql, t);
-	vd_jbuf_add(&sql, " = ?", 4);
+	vd_buf_add(&sql, " = ?", 4);
 	r = rec_prepare(s, &sql, &st);
-	vd_jbuf_free(&sql);
+	vd_buf_free(&sql);
 	if (r)
 		return r;
 	rec_bind_key(st, 1, n);
@@ -60,16 +60,16 @@ int rec_row_json(struct rec *s, const struct rec_table *t,
 	if (r == SQLITE_ROW) {
 		int nc = sqlite3_column_count(st);
 
-		vd_jbuf_add(out, "{", 1);
+		vd_buf_add(out, "{", 1);
 		for (int i = 0; i < nc; i++) {
 			const char *cn = sqlite3_column_name(st, i);
 
-			vd_jbuf_add(out, i ? ",\n  " : "\n  ", i ? 4 : 3);
+			vd_buf_add(out, i ? ",\n  " : "\n  ", i ? 4 : 3);
 			vd_json_put_string(out, cn, strlen(cn));
-			vd_jbuf_add(out, ": ", 2);
+			vd_buf_add(out, ": ", 2);
 			put_json_value(out, sqlite3_column_value(st, i));
 		}
-		vd_jbuf_add(out, "\n}\n", 3);
+		vd_buf_add(out, "\n}\n", 3);
 		r = out->oom ? -ENOMEM : 0;
 	} else {
 		r = r == SQLITE_DONE ? -ENOENT : -EIO;
@@ -79,9 +79,9 @@ int rec_row_json(struct rec *s, const struct rec_table *t,
 }
 
 /* Append one CSV field (RFC 4180), quoted when it has to be. */
-static void put_csv_field(struct vd_jbuf *b, sqlite3_value *v)
+static void put_csv_field(struct vd_buf *b, sqlite3_value *v)
 {
-	struct vd_jbuf t = {0};
+	struct vd_buf t = {0};
 	const char *p;
 	size_t n;
 
@@ -101,36 +101,36 @@ static void put_csv_field(struct vd_jbuf *b, sqlite3_value *v)
 	}
 	if (!memchr(p, '"', n) && !memchr(p, ',', n) && !memchr(p, '\n', n) &&
 	    !memchr(p, '\r', n)) {
-		vd_jbuf_add(b, p, n);
+		vd_buf_add(b, p, n);
 		return;
 	}
-	vd_jbuf_add(&t, "\"", 1);
+	vd_buf_add(&t, "\"", 1);
 	for (size_t i = 0; i < n; i++) {
 		if (p[i] == '"')
-			vd_jbuf_add(&t, "\"", 1);
-		vd_jbuf_add(&t, p + i, 1);
+			vd_buf_add(&t, "\"", 1);
+		vd_buf_add(&t, p + i, 1);
 	}
-	vd_jbuf_add(&t, "\"", 1);
-	vd_jbuf_add(b, t.p, t.len);
+	vd_buf_add(&t, "\"", 1);
+	vd_buf_add(b, t.p, t.len);
 	if (t.oom)
 		b->oom = 1;
-	vd_jbuf_free(&t);
+	vd_buf_free(&t);
 }
 
 /* The whole table as CSV: a header line of column names, then the rows
  * in key order, CRLF line ends as RFC 4180 has them. */
-int rec_table_csv(struct rec *s, const struct rec_table *t, struct vd_jbuf *out)
+int rec_table_csv(struct rec *s, const struct rec_table *t, struct vd_buf *out)
 {
-	struct vd_jbuf sql = {0};
+	struct vd_buf sql = {0};
 	sqlite3_stmt *st = NULL;
 	int r;
 
-	vd_jbuf_add(&sql, "SELECT * FROM ", 14);
+	vd_buf_add(&sql, "SELECT * FROM ", 14);
 	rec_put_ident(&sql, t->name);
-	vd_jbuf_add(&sql, " ORDER BY ", 10);
+	vd_buf_add(&sql, " ORDER BY ", 10);
 	rec_put_key(&sql, t);
 	r = rec_prepare(s, &sql, &st);
-	vd_jbuf_free(&sql);
+	vd_buf_free(&sql);
 	if (r)
 		return r;
 	for (int i = 0; i < sqlite3_column_count(st); i++) {
@@ -146,18 +146,18 @@ int rec_table_csv(struct rec *s, const struct rec_table *t, struct vd_jbuf *out)
 		sqlite3_step(nm);
 		v = sqlite3_column_value(nm, 0);
 		if (i)
-			vd_jbuf_add(out, ",", 1);
+			vd_buf_add(out, ",", 1);
 		put_csv_field(out, v);
 		sqlite3_finalize(nm);
 	}
-	vd_jbuf_add(out, "\r\n", 2);
+	vd_buf_add(out, "\r\n", 2);
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		for (int i = 0; i < sqlite3_column_count(st); i++) {
 			if (i)
-				vd_jbuf_add(out, ",", 1);
+				vd_buf_add(out, ",", 1);
 			put_csv_field(out, sqlite3_column_value(st, i));
 		}
-		vd_jbuf_add(out, "\r\n", 2);
+		vd_buf_add(out, "\r\n", 2);
 	}
 	r = r == SQLITE_DONE ? 0 : -EIO;
 	sqlite3_finalize(st);

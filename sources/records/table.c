@@ -193,15 +193,15 @@ int rec_table_load(struct rec *s, const char *name, struct rec_table *t)
 }
 
 /* The key expression of t in SQL: its key column, or rowid. */
-void rec_put_key(struct vd_jbuf *b, const struct rec_table *t)
+void rec_put_key(struct vd_buf *b, const struct rec_table *t)
 {
 	if (t->key < 0)
-		vd_jbuf_add(b, "rowid", 5);
+		vd_buf_add(b, "rowid", 5);
 	else
 		rec_put_ident(b, t->cols[t->key]);
 }
 
-int rec_prepare(struct rec *s, struct vd_jbuf *sql, sqlite3_stmt **st)
+int rec_prepare(struct rec *s, struct vd_buf *sql, sqlite3_stmt **st)
 {
 	if (sql->oom)
 		return -ENOMEM;
@@ -255,7 +255,7 @@ static int set_key(struct rec_node *n, sqlite3_value *v)
 int rec_row_find(struct rec *s, const struct rec_table *t, const char *name,
 		 struct rec_node *n)
 {
-	struct vd_jbuf key = {0}, sql = {0};
+	struct vd_buf key = {0}, sql = {0};
 	sqlite3_stmt *st = NULL;
 	size_t len = strlen(name);
 	int r;
@@ -265,13 +265,13 @@ int rec_row_find(struct rec *s, const struct rec_table *t, const char *name,
 	r = rec_unesc_name(&key, name, len - 5);
 	if (r)
 		goto out;
-	vd_jbuf_add(&sql, "SELECT ", 7);
+	vd_buf_add(&sql, "SELECT ", 7);
 	rec_put_key(&sql, t);
-	vd_jbuf_add(&sql, " FROM ", 6);
+	vd_buf_add(&sql, " FROM ", 6);
 	rec_put_ident(&sql, t->name);
-	vd_jbuf_add(&sql, " WHERE ", 7);
+	vd_buf_add(&sql, " WHERE ", 7);
 	rec_put_key(&sql, t);
-	vd_jbuf_add(&sql, " = ?", 4);
+	vd_buf_add(&sql, " = ?", 4);
 	r = rec_prepare(s, &sql, &st);
 	if (r)
 		goto out;
@@ -301,19 +301,19 @@ int rec_row_find(struct rec *s, const struct rec_table *t, const char *name,
 			sqlite3_bind_double(st, 1, v);
 		}
 		while (r == -ENOENT && sqlite3_step(st) == SQLITE_ROW) {
-			struct vd_jbuf got = {0};
+			struct vd_buf got = {0};
 			sqlite3_value *v = sqlite3_column_value(st, 0);
 
 			if (rec_row_name(&got, v) == 0 && got.len == len &&
 			    !memcmp(got.p, name, len))
 				r = set_key(n, v);
-			vd_jbuf_free(&got);
+			vd_buf_free(&got);
 		}
 	}
 out:
 	sqlite3_finalize(st);
-	vd_jbuf_free(&key);
-	vd_jbuf_free(&sql);
+	vd_buf_free(&key);
+	vd_buf_free(&sql);
 	return r;
 }
 
@@ -322,7 +322,7 @@ out:
 int rec_root_table(struct rec *s, const char *name, const char *suffix,
 		   struct rec_table *t)
 {
-	struct vd_jbuf tn = {0};
+	struct vd_buf tn = {0};
 	size_t len = strlen(name), sl = suffix ? strlen(suffix) : 0;
 	int r;
 
@@ -333,6 +333,6 @@ int rec_root_table(struct rec *s, const char *name, const char *suffix,
 		r = -ENOENT; /* table names have no NUL */
 	if (!r)
 		r = rec_table_load(s, tn.p ? tn.p : "", t);
-	vd_jbuf_free(&tn);
+	vd_buf_free(&tn);
 	return r;
 }

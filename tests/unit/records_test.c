@@ -120,7 +120,7 @@ static void test_json(void)
 		"{\"a\":{\"$base64\":\"AAE\"}}",
 		"{'a':1}",
 	};
-	struct vd_jbuf b = {0};
+	struct vd_buf b = {0};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int r = vd_json_parse(bad[i], strlen(bad[i]), &o, err,
@@ -157,7 +157,7 @@ static void test_json(void)
 	ok(b.p && !strcmp(b.p, "\"a\\\"\\\\\\n\\u0001\xef\xbf\xbd\"2.00.1"),
 	   "json writer escapes and writes reals that read back as reals (%s)",
 	   b.p);
-	vd_jbuf_free(&b);
+	vd_buf_free(&b);
 }
 
 /* Make scratch file name in dir with content text (closed again). */
