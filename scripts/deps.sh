@@ -5,7 +5,7 @@ set -e
 PKGS="build-essential pkg-config libfuse3-dev fuse3 libsqlite3-dev sqlite3
       fio attr acl util-linux perl e2fsprogs procps psmisc
       meson ninja-build dpkg-dev liburing-dev libnuma-dev
-      samba smbclient iproute2"
+      samba smbclient iproute2 docker.io busybox-static runsc"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
