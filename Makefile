@@ -60,7 +60,8 @@ DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o)
 COMMON_SRC := $(wildcard common/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/%.o)
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
-UNIT := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/*.c))
+UNIT := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/*.c)) \
+	$(B)/tests/lib_test
 HELPERS := $(patsubst tests/helpers/%.c,$(B)/tests/%,$(wildcard tests/helpers/*.c))
 
 SONAME := libvdrive.so.0
@@ -109,6 +110,14 @@ $(B)/vdrived: $(DAEMON_OBJ) $(B)/libvdcommon.a $(B)/libvdsources.a $(B)/libvdriv
 $(B)/examples/%: examples/%.c include/vdrive.h $(B)/libvdrive.so
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $(RPATH) -o $@ $< -L$(B) -lvdrive
+
+# lib/'s own unit test links lib/'s objects (the shared library hides its
+# internals) and wraps fuse_req_ctx() so it can make requests up.
+$(B)/tests/lib_test: tests/lib/lib_test.c tests/unit/tap.h $(LIB_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FUSE_CFLAGS) -Ilib -Isources -Itests/unit $(LDFLAGS) \
+		-Wl,--wrap=fuse_req_ctx -o $@ $< $(LIB_OBJ) $(COMMON_OBJ) \
+		$(FUSE_LIBS) -lpthread
 
 $(B)/tests/%: tests/unit/%.c tests/unit/tap.h $(B)/libvdsources.a $(B)/libvdrive.so
 	@mkdir -p $(dir $@)
@@ -166,7 +175,7 @@ check-san:
 
 format:
 	clang-format -i include/*.h lib/*.c lib/*.h $(SRC_SRC) $(CLI_SRC) $(DAEMON_SRC) common/*.[ch] \
-		$(wildcard examples/*.c tests/unit/*.c tests/helpers/*.c sources/*.h sources/*/*.h cli/*.h)
+		$(wildcard examples/*.c tests/unit/*.c tests/lib/*.c tests/helpers/*.c sources/*.h sources/*/*.h cli/*.h)
 
 clean:
 	rm -rf build build-san build-private-san
