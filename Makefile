@@ -45,6 +45,9 @@ WERROR ?= -Werror
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Wno-format-truncation $(WERROR) -D_FILE_OFFSET_BITS=64 -D_GNU_SOURCE \
 	-fPIC -Iinclude -Icommon $(SANFLAGS)
+# Each object and program records the headers it read (X.d beside it), so
+# editing any header rebuilds exactly what uses it.
+DEPFLAGS := -MMD -MP
 LDFLAGS += $(SANFLAGS)
 
 LIB_SRC := $(wildcard lib/*.c)
@@ -76,13 +79,13 @@ endif
 
 all: $(ALL)
 
-$(B)/lib/%.o: lib/%.c lib/vdrive_i.h include/vdrive.h $(wildcard common/*.h) $(LIBFUSE_STAMP)
+$(B)/lib/%.o: lib/%.c $(LIBFUSE_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(FUSE_CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(DEPFLAGS) $(FUSE_CFLAGS) -c $< -o $@
 
-$(B)/%.o: %.c include/vdrive.h $(wildcard sources/*.h sources/*/*.h cli/*.h daemon/*.h common/*.h)
+$(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isources -c $< -o $@
+	$(CC) $(CFLAGS) $(DEPFLAGS) -Isources -c $< -o $@
 
 $(LIBSO): $(LIB_OBJ) $(COMMON_OBJ) lib/libvdrive.map
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=lib/libvdrive.map \
@@ -103,25 +106,25 @@ $(B)/vdrive: $(CLI_OBJ) $(B)/libvdsources.a $(B)/libvdcommon.a $(B)/libvdrive.so
 	$(CC) $(LDFLAGS) $(RPATH) -o $@ $(CLI_OBJ) $(B)/libvdsources.a \
 		$(B)/libvdcommon.a -L$(B) -lvdrive $(SQLITE_LIBS) -lpthread
 
-$(B)/vdrived: $(DAEMON_OBJ) $(B)/libvdcommon.a $(B)/libvdsources.a $(B)/libvdrive.so
-	$(CC) $(LDFLAGS) $(RPATH) -o $@ $(DAEMON_OBJ) $(B)/libvdcommon.a $(B)/libvdsources.a \
-		-L$(B) -lvdrive $(SQLITE_LIBS) -lpthread
+# The daemon needs no library and no source: only common/.
+$(B)/vdrived: $(DAEMON_OBJ) $(B)/libvdcommon.a
+	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJ) $(B)/libvdcommon.a
 
-$(B)/examples/%: examples/%.c include/vdrive.h $(B)/libvdrive.so
+$(B)/examples/%: examples/%.c $(B)/libvdrive.so
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) $(RPATH) -o $@ $< -L$(B) -lvdrive
+	$(CC) $(CFLAGS) $(DEPFLAGS) $(LDFLAGS) $(RPATH) -o $@ $< -L$(B) -lvdrive
 
 # lib/'s own unit test links lib/'s objects (the shared library hides its
 # internals) and wraps fuse_req_ctx() so it can make requests up.
-$(B)/tests/lib_test: tests/lib/lib_test.c tests/unit/tap.h $(LIB_OBJ) $(COMMON_OBJ)
+$(B)/tests/lib_test: tests/lib/lib_test.c $(LIB_OBJ) $(COMMON_OBJ) $(LIBFUSE_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(FUSE_CFLAGS) -Ilib -Isources -Itests/unit $(LDFLAGS) \
+	$(CC) $(CFLAGS) $(DEPFLAGS) $(FUSE_CFLAGS) -Ilib -Isources -Itests/unit $(LDFLAGS) \
 		-Wl,--wrap=fuse_req_ctx -o $@ $< $(LIB_OBJ) $(COMMON_OBJ) \
 		$(FUSE_LIBS) -lpthread
 
-$(B)/tests/%: tests/unit/%.c tests/unit/tap.h $(B)/libvdsources.a $(B)/libvdrive.so
+$(B)/tests/%: tests/unit/%.c $(B)/libvdsources.a $(B)/libvdrive.so
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isources -Itests $(LDFLAGS) $(RPATH) -o $@ $< \
+	$(CC) $(CFLAGS) $(DEPFLAGS) -Isources -Itests $(LDFLAGS) $(RPATH) -o $@ $< \
 		$(B)/libvdsources.a -L$(B) -lvdrive $(SQLITE_LIBS) -lpthread
 
 # The helpers learn which libfuse the drives they test are served with
@@ -129,7 +132,7 @@ $(B)/tests/%: tests/unit/%.c tests/unit/tap.h $(B)/libvdsources.a $(B)/libvdrive
 FUSE_VERSION = $(shell $(FUSE_PC) --modversion fuse3 | awk -F. '{ print $$1 * 100 + $$2 }')
 $(B)/tests/%: tests/helpers/%.c $(LIBFUSE_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DVD_FUSE_VERSION=$(FUSE_VERSION) $(LDFLAGS) -o $@ $< -lpthread
+	$(CC) $(CFLAGS) $(DEPFLAGS) -DVD_FUSE_VERSION=$(FUSE_VERSION) $(LDFLAGS) -o $@ $< -lpthread
 
 $(B)/vdrive.pc: vdrive.pc.in
 	@mkdir -p $(B)
@@ -181,3 +184,5 @@ clean:
 	rm -rf build build-san build-private-san
 
 .PHONY: all deps demo install check check-san format clean uring-on
+
+-include $(wildcard $(B)/*/*.d $(B)/*/*/*.d)
