@@ -312,6 +312,7 @@ int vd_drive_share_remote(struct vd_drive *d, const char *target,
 	const char *rest;
 	int r;
 
+	vd_clear_error(d);
 	if (!d || !target_ok(target) || !vd_proto_name_ok(name) ||
 	    (flags & ~VD_ADMIT_READONLY))
 		return -EINVAL;
@@ -340,6 +341,7 @@ int vd_drive_unshare_remote(struct vd_drive *d, const char *target,
 	char req[256], buf[256];
 	int r;
 
+	vd_clear_error(d);
 	if (!d || !target_ok(target) || !vd_proto_name_ok(name))
 		return -EINVAL;
 	snprintf(req, sizeof(req), VD_REQ_UNSHARE " %s %s\n", target, name);

@@ -28,9 +28,16 @@ int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
-	/* Members the caller's struct did not have read as NULL. */
+	/* Members the caller's struct did not have read as NULL; members
+	 * this library does not know are never called: say so, as libfuse
+	 * does for its own ops table. */
 	memcpy(&d->ops, ops,
 	       op_size < sizeof(d->ops) ? op_size : sizeof(d->ops));
+	if (op_size > sizeof(d->ops))
+		vd_log(NULL,
+		       "warning: the callback table (%zu bytes) is newer than "
+		       "this libvdrive (%zu): its new callbacks are not called",
+		       op_size, sizeof(d->ops));
 	d->data = data;
 	d->serialize = !(d->ops.flags & VD_OPS_THREAD_SAFE);
 	/* What the kernel caches is only ever stale when something else
@@ -211,6 +218,7 @@ int vd_drive_set_options(struct vd_drive *d, const char *opts)
 	char *copy, *tok, *save = NULL;
 	int r = 0;
 
+	vd_clear_error(d);
 	if (!d || !opts)
 		return -EINVAL;
 	if (d->se) {
@@ -322,6 +330,7 @@ int vd_drive_mount(struct vd_drive *d, const char *mountpoint)
 	struct fuse_args args;
 	int r, uring;
 
+	vd_clear_error(d);
 	if (!d || !mountpoint)
 		return -EINVAL;
 	if (d->se) {
@@ -402,6 +411,7 @@ int vd_drive_mount_ns(struct vd_drive *d, const char *path, int mntns_fd)
 	char fdpath[32];
 	int fuse_fd, r;
 
+	vd_clear_error(d);
 	if (!d || !path || path[0] != '/' || mntns_fd < 0)
 		return -EINVAL;
 	if (d->se) {

@@ -16,6 +16,12 @@ void vd_set_error(struct vd_drive *d, const char *fmt, ...)
 	va_end(ap);
 }
 
+void vd_clear_error(struct vd_drive *d)
+{
+	if (d)
+		d->err[0] = '\0';
+}
+
 const char *vd_drive_error(const struct vd_drive *d)
 {
 	return d ? d->err : "";

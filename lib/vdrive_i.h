@@ -170,8 +170,10 @@ int vd_daemon_gate(struct vd_drive *d, pid_t pid, pid_t *local);
 /* ops.c */
 extern const struct fuse_lowlevel_ops vd_fuse_ops;
 
-/* log.c: the message vd_drive_error() returns */
+/* log.c: the message vd_drive_error() returns; the calls that may set
+ * it clear it first, so it is never left over from an earlier failure */
 void vd_set_error(struct vd_drive *d, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+void vd_clear_error(struct vd_drive *d);
 
 #endif

@@ -96,6 +96,9 @@ static void test_options(const struct vd_ops *o)
 	   "options: unknown: EINVAL");
 	ok(strstr(vd_drive_error(d), "unknown option 'bogus'") != NULL,
 	   "options: ... and says which (%s)", vd_drive_error(d));
+	IS(vd_drive_set_options(d, "ro"), 0, "options: a good one after it");
+	ok(!strcmp(vd_drive_error(d), ""),
+	   "options: ... leaves no stale message (%s)", vd_drive_error(d));
 	IS(vd_drive_set_options(d, "threads=lots"), -EINVAL,
 	   "options: bad number: EINVAL");
 	ok(strstr(vd_drive_error(d), "'threads': 'lots'") != NULL,
@@ -110,6 +113,26 @@ static void test_options(const struct vd_ops *o)
 	   "options: one bad option fails the list");
 	IS(vd_drive_set_options(NULL, "ro"), -EINVAL, "options: no drive");
 	IS(vd_drive_set_options(d, NULL), -EINVAL, "options: no list");
+	vd_drive_free(d);
+}
+
+/* A caller built against a newer, larger table: accepted, with a warning
+ * on stderr, and the members this library knows are used. */
+static void test_newer_table(void)
+{
+	struct {
+		struct vd_ops o;
+		char newer[64];
+	} big;
+	struct vd_drive *d;
+
+	memset(&big, 0, sizeof(big));
+	big.o.flags = VD_OPS_EXCLUSIVE;
+	memset(big.newer, 0xff, sizeof(big.newer));
+	IS(vd_drive_new(&big.o, sizeof(big), NULL, &d), 0,
+	   "new: a larger table is accepted");
+	ok(d->ops.flags == VD_OPS_EXCLUSIVE && d->entry_timeout > 1.0,
+	   "new: ... and its known members are used");
 	vd_drive_free(d);
 }
 
@@ -182,6 +205,7 @@ int main(void)
 
 	test_nodes();
 	test_options(&o);
+	test_newer_table();
 	test_gate(&o);
 	return tap_done();
 }
