@@ -19,7 +19,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <linux/nsfs.h>
@@ -28,6 +27,7 @@
 
 #include "cli.h"
 #include "container.h"
+#include "sock.h"
 #include "vdrive.h"
 
 #define DOCKER_DEFAULT "unix:///var/run/docker.sock"
@@ -78,7 +78,6 @@ static const char *pid_vm_runtime(pid_t pid, char *buf, size_t n)
 /* Connect to the Docker Engine's unix socket named by host. */
 static int docker_connect(const char *host, char *msg, size_t n)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	const char *path;
 	int s;
 
@@ -90,22 +89,14 @@ static int docker_connect(const char *host, char *msg, size_t n)
 		return -EINVAL;
 	}
 	path = host + 7;
-	if (strlen(path) >= sizeof(sa.sun_path)) {
+	s = vd_sock_connect(path);
+	if (s == -ENAMETOOLONG) {
 		snprintf(msg, n, "Docker socket path too long: %s", path);
 		return -EINVAL;
 	}
-	strcpy(sa.sun_path, path);
-	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
-		return -errno;
-	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		int e = errno;
-
 		snprintf(msg, n, "cannot reach Docker at %s: %s", path,
-			 strerror(e));
-		close(s);
-		return -e;
-	}
+			 strerror(-s));
 	return s;
 }
 

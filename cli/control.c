@@ -28,11 +28,11 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "smb.h"
+#include "sock.h"
 #include "vdrive.h"
 
 /* What the loop keeps for each share beside its record entry. */
@@ -91,7 +91,9 @@ static int reply(int fd, int err, const char *msg)
 		n = snprintf(line, sizeof(line), "err %d %s\n", err, msg);
 	else
 		n = snprintf(line, sizeof(line), "ok %s\n", msg);
-	return send(fd, line, (size_t)n, MSG_NOSIGNAL) == n ? 0 : -EIO;
+	if (n >= (int)sizeof(line))
+		n = sizeof(line) - 1;
+	return vd_sock_send(fd, line, (size_t)n, -1, 0) ? -EIO : 0;
 }
 
 static int do_share(struct ctl *c, int cfd, char *args, int nsfd)
@@ -193,16 +195,10 @@ static int do_unshare(struct ctl *c, int cfd, char *args, int nsfd)
 /* One request from a connected client, then close it. */
 static void serve_client(struct ctl *c, int cfd)
 {
-	char buf[4096], cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf) - 1};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf)};
+	char buf[4096];
 	struct timeval tv = {.tv_sec = 5};
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
-	struct cmsghdr *cm;
 	int nsfd = -1;
 	ssize_t n;
 
@@ -214,12 +210,12 @@ static void serve_client(struct ctl *c, int cfd)
 		      "only the drive's owner or root may share it");
 		return;
 	}
-	n = recvmsg(cfd, &mh, MSG_CMSG_CLOEXEC);
-	if (n <= 0)
+	n = vd_sock_recv(cfd, buf, sizeof(buf) - 1, &nsfd, 0);
+	if (n <= 0) {
+		if (nsfd >= 0)
+			close(nsfd);
 		return;
-	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-			memcpy(&nsfd, CMSG_DATA(cm), sizeof(int));
+	}
 	buf[n] = '\0';
 	if (!memchr(buf, '\n', (size_t)n) || memchr(buf, '\0', (size_t)n)) {
 		reply(cfd, EINVAL, "bad request");
@@ -236,30 +232,13 @@ static void serve_client(struct ctl *c, int cfd)
 		close(nsfd);
 }
 
+/* Only the drive's owner (and root) may connect: mode 0700. */
 static int listen_ctl(const char *name)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char path[PATH_MAX];
-	mode_t old;
-	int s, r;
 
 	cli_ctl_path(path, sizeof(path), name);
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s < 0)
-		return -errno;
-	unlink(path);
-	old = umask(077);
-	r = bind(s, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old);
-	if (r != 0 || listen(s, 8) != 0) {
-		r = -errno;
-		close(s);
-		return r;
-	}
-	return s;
+	return vd_sock_listen(path, 0, 8, 0);
 }
 
 int cli_ctl_run(struct vd_drive *d, struct vd_rec *rec, const sigset_t *set)

@@ -14,13 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "container.h"
+#include "sock.h"
+#include "vdproto.h"
 
 const char usage_share[] =
 	"usage: vdrive share DRIVE --container REF [--at PATH] [--read-only]\n"
@@ -112,54 +112,39 @@ check:
 static int ask_drive(const struct vd_rec *rec, const char *req, int nsfd,
 		     char *answer, size_t n)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char cbuf[CMSG_SPACE(sizeof(int))] = {0}, buf[1200];
-	struct iovec iov = {.iov_base = (void *)req, .iov_len = strlen(req)};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-	ssize_t got;
-	int s, err;
+	char path[PATH_MAX], buf[1200];
+	const char *rest;
+	int s, fd, r;
 
-	cli_ctl_path(sa.sun_path, sizeof(sa.sun_path), rec->name);
-	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		cli_err("cannot reach drive '%s' (%s): %s", rec->name,
-			sa.sun_path, strerror(errno));
-		if (s >= 0)
-			close(s);
+	cli_ctl_path(path, sizeof(path), rec->name);
+	s = vd_sock_connect(path);
+	if (s < 0) {
+		cli_err("cannot reach drive '%s' (%s): %s", rec->name, path,
+			strerror(-s));
 		return 1;
 	}
-	if (nsfd >= 0) {
-		struct cmsghdr *cm;
-
-		mh.msg_control = cbuf;
-		mh.msg_controllen = sizeof(cbuf);
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &nsfd, sizeof(int));
-	}
-	if (sendmsg(s, &mh, MSG_NOSIGNAL) != (ssize_t)strlen(req)) {
+	if (vd_sock_send(s, req, strlen(req), nsfd, 0) != 0) {
 		cli_err("drive '%s': cannot send the request", rec->name);
 		close(s);
 		return 1;
 	}
-	got = read(s, buf, sizeof(buf) - 1);
+	r = vd_sock_recv_line(s, buf, sizeof(buf), &fd);
 	close(s);
-	if (got <= 0) {
+	if (fd >= 0)
+		close(fd);
+	if (r) {
 		cli_err("drive '%s' did not answer", rec->name);
 		return 1;
 	}
-	buf[got] = '\0';
 	buf[strcspn(buf, "\n")] = '\0';
-	if (!strncmp(buf, "ok", 2)) {
+	r = vd_proto_reply(buf, &rest);
+	if (!r) {
 		if (answer)
-			snprintf(answer, n, "%s", buf[2] ? buf + 3 : "");
+			snprintf(answer, n, "%s", rest);
 		return 0;
 	}
-	err = 0;
-	if (sscanf(buf, "err %d", &err) == 1 && strchr(buf + 4, ' '))
-		cli_err("%s", strchr(buf + 4, ' ') + 1);
+	if (rest)
+		cli_err("%s", rest);
 	else
 		cli_err("drive '%s': %s", rec->name, buf);
 	return 1;

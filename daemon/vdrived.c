@@ -42,6 +42,8 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "sock.h"
+#include "vdproto.h"
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77
@@ -59,8 +61,7 @@
  * must not fill the table. A connection holding a drive lives as long
  * as the drive. */
 #define IDLE_TIMEOUT_MS 10000
-#define MAX_SHARES 8 /* places one drive may be shared */
-#define LINE_MAX_ 4096
+#define MAX_SHARES 8  /* places one drive may be shared */
 #define MAX_CLONES 64 /* cloned connections per drive */
 #define CHILD_TIMEOUT_MS 5000
 
@@ -71,7 +72,7 @@ struct client {
 	uid_t uid;
 	gid_t gid;
 	uint64_t ns_ino;
-	char buf[LINE_MAX_];
+	char buf[VD_PROTO_LINE_MAX];
 	size_t len;
 	/* its drive, when it has one */
 	bool mounted;
@@ -86,8 +87,8 @@ struct client {
 	bool shareable;
 	int nshares;
 	struct share {
-		char target[32]; /* host, or pid:N */
-		char name[65];
+		char target[VD_PROTO_TARGET_MAX + 1]; /* host, or pid:N */
+		char name[VD_PROTO_NAME_MAX + 1];
 		char path[PATH_MAX];
 		int ns_fd;
 		uint64_t ino;
@@ -287,7 +288,7 @@ static void reply(struct client *c, const char *fmt, ...)
 /* Send one reply line; a client that does not read loses it. */
 static void reply(struct client *c, const char *fmt, ...)
 {
-	char line[LINE_MAX_];
+	char line[VD_PROTO_LINE_MAX];
 	va_list ap;
 	int n;
 
@@ -296,28 +297,15 @@ static void reply(struct client *c, const char *fmt, ...)
 	va_end(ap);
 	if (n > (int)sizeof(line) - 1)
 		n = sizeof(line) - 1;
-	if (send(c->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-		logmsg("pid %d: reply lost: %s", (int)c->pid, strerror(errno));
+	n = vd_sock_send(c->fd, line, (size_t)n, -1, MSG_DONTWAIT);
+	if (n < 0)
+		logmsg("pid %d: reply lost: %s", (int)c->pid, strerror(-n));
 }
 
 /* Send "ok\n" with fd attached. */
 static int send_fd(struct client *c, int fd)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))] = {0};
-	struct iovec iov = {.iov_base = "ok\n", .iov_len = 3};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf)};
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	if (sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) != 3)
-		return -EIO;
-	return 0;
+	return vd_sock_send(c->fd, "ok\n", 3, fd, MSG_DONTWAIT) ? -EIO : 0;
 }
 
 /* An absolute path without "." or ".." components or control bytes. */
@@ -640,19 +628,6 @@ static void share_child(const struct client *c, int dst, const char *path,
 	_exit(0);
 }
 
-/* A share name: a plain word, so the path it makes is plain too. */
-static bool name_ok(const char *s)
-{
-	if (!*s || strlen(s) > 64 || *s == '.')
-		return false;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' ||
-		      *s == '.'))
-			return false;
-	return true;
-}
-
 /*
  * "share TARGET ro|rw NAME": attach this connection's drive at
  * SHARE_DIR/NAME on the host (TARGET "host") or in the container whose
@@ -670,7 +645,7 @@ static void do_share(struct client *c, char *args)
 
 	if (sscanf(args, "%31s %3s %79s%n", target, mode, name, &off) != 3 ||
 	    args[off] || (strcmp(mode, "ro") && strcmp(mode, "rw")) ||
-	    !name_ok(name)) {
+	    !vd_proto_name_ok(name)) {
 		reply(c, "err %d usage: share host|pid:N ro|rw NAME\n", EINVAL);
 		return;
 	}
@@ -809,17 +784,19 @@ static void do_unshare(struct client *c, char *args)
 /* One request line from c. */
 static void handle_line(struct client *c, char *line)
 {
-	if (!strncmp(line, "gate ", 5)) {
-		do_gate(c, line + 5);
-	} else if (!strncmp(line, "share ", 6)) {
-		do_share(c, line + 6);
-	} else if (!strncmp(line, "unshare ", 8)) {
-		do_unshare(c, line + 8);
-	} else if (!strcmp(line, "clone")) {
+	char *a;
+
+	if ((a = vd_proto_args(line, VD_REQ_GATE))) {
+		do_gate(c, a);
+	} else if ((a = vd_proto_args(line, VD_REQ_SHARE))) {
+		do_share(c, a);
+	} else if ((a = vd_proto_args(line, VD_REQ_UNSHARE))) {
+		do_unshare(c, a);
+	} else if (!strcmp(line, VD_REQ_CLONE)) {
 		do_clone(c);
-	} else if (!strncmp(line, "mount ", 6)) {
-		do_mount(c, line + 6);
-	} else if (!strcmp(line, "unmount")) {
+	} else if ((a = vd_proto_args(line, VD_REQ_MOUNT))) {
+		do_mount(c, a);
+	} else if (!strcmp(line, VD_REQ_UNMOUNT)) {
 		if (!c->mounted) {
 			reply(c, "err %d no drive on this connection\n",
 			      ENOENT);
@@ -827,10 +804,10 @@ static void handle_line(struct client *c, char *line)
 		}
 		drop_drive(c);
 		reply(c, "ok\n");
-	} else if (!strcmp(line, "list")) {
+	} else if (!strcmp(line, VD_REQ_LIST)) {
 		do_list(c);
-	} else if (!strcmp(line, "ping")) {
-		reply(c, "ok vdrived 1\n");
+	} else if (!strcmp(line, VD_REQ_PING)) {
+		reply(c, VD_PROTO_PING_REPLY "\n");
 	} else {
 		reply(c, "err %d unknown request\n", EINVAL);
 	}
@@ -849,45 +826,25 @@ static void drop_client(int i)
 	clients[i] = NULL;
 }
 
-/* Keep the first descriptor a message carried (for "clone"); close the
- * rest, and any left from an earlier request. */
-static void take_fds(struct client *c, struct msghdr *mh)
-{
-	struct cmsghdr *cm;
-
-	for (cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
-		int *fds = (int *)CMSG_DATA(cm);
-		size_t n;
-
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-			continue;
-		n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < n; i++) {
-			if (c->passed_fd >= 0)
-				close(c->passed_fd);
-			c->passed_fd = fds[i];
-		}
-	}
-}
-
 /* Read what c sent; returns false when the connection must end. */
 static bool client_input(struct client *c)
 {
-	char cbuf[CMSG_SPACE(4 * sizeof(int))];
-	struct iovec iov = {.iov_base = c->buf + c->len,
-			    .iov_len = sizeof(c->buf) - c->len};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf)};
-	ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	char *nl;
+	int fd;
+	ssize_t n = vd_sock_recv(c->fd, c->buf + c->len,
+				 sizeof(c->buf) - c->len, &fd, MSG_DONTWAIT);
 
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	if (n == -EAGAIN || n == -EINTR)
 		return true;
 	if (n <= 0)
 		return false;
-	take_fds(c, &mh);
+	/* A descriptor is for "clone"; one left from an earlier request
+	 * goes. The kernel drops any beyond the first. */
+	if (fd >= 0) {
+		if (c->passed_fd >= 0)
+			close(c->passed_fd);
+		c->passed_fd = fd;
+	}
 	if (memchr(c->buf + c->len, '\0', (size_t)n)) {
 		reply(c, "err %d NUL byte in request\n", EINVAL);
 		return false;
@@ -1072,25 +1029,14 @@ static void recover(void)
 
 static int listen_on(const char *path)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd;
+	/* Any process may connect: the kernel says who it is. */
+	int fd = vd_sock_listen(path, 0666, 64, SOCK_NONBLOCK);
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
+	if (fd == -ENAMETOOLONG)
 		logmsg("socket path too long: %s", path);
-		return -1;
-	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -1;
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    chmod(path, 0666) != 0 || listen(fd, 64) != 0) {
-		logmsg("cannot listen on %s: %s", path, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
+	else if (fd < 0)
+		logmsg("cannot listen on %s: %s", path, strerror(-fd));
+	return fd < 0 ? -1 : fd;
 }
 
 /* mkdir -p for the daemon's own folders. */
@@ -1154,7 +1100,7 @@ int main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *sock = "/run/vdrive/vdrived.sock";
+	const char *sock = VD_PROTO_SOCKET;
 	static struct pollfd
 		pfd[1 + 2 * MAX_CLIENTS + MAX_CLIENTS * MAX_SHARES];
 	static int who[1 + 2 * MAX_CLIENTS + MAX_CLIENTS * MAX_SHARES];

@@ -151,9 +151,19 @@ typedef int (*vd_fill_fn)(void *buf, const char *name, vd_node_t node,
  *
  * Pass it with its size (vd_drive_new(ops, sizeof(*ops), ...)) so that
  * members appended in later versions read as NULL for older callers.
- * Every member is optional. A NULL member answers as documented on it,
- * most often -ENOSYS (the kernel then stops asking, where it can) or
- * -EOPNOTSUPP.
+ * Every member is optional. A NULL member answers as documented on it:
+ * most often -ENOSYS (the kernel then stops asking, where it can), but
+ * not always (listxattr: an empty list; tmpfile: -EOPNOTSUPP; release:
+ * nothing; open, opendir, fsync: success).
+ *
+ * Errors: a callback returns 0 (or the count its comment names) or
+ * -errno, which the caller's system call then fails with. Beyond the
+ * errnos named on each member, any errno the operation can have natively
+ * is fine (-EACCES, -EROFS, -ENOSPC, -EIO, -ENAMETOOLONG, ...).
+ *
+ * fi: callbacks on an open file or folder get its struct vd_file (the
+ * one open/opendir/create filled); getattr and setattr get it only when
+ * the request came through an open file (fstat, ftruncate), else NULL.
  *
  * Arguments: const pointers and strings are owned by the library and
  * valid during the call only. "out" parameters are filled by the source.
@@ -175,14 +185,22 @@ typedef int (*vd_fill_fn)(void *buf, const char *name, vd_node_t node,
  * attributes the source returns before calling it; a source only sets the
  * owner of what it creates (ctx->uid/gid, or the parent's gid under
  * setgid) and applies ctx->umask where the kernel has not.
+ * The umask: the mode given to create, mknod, mkdir and tmpfile is
+ * already masked by the caller's umask, except when the drive has POSIX
+ * ACLs (getxattr and setxattr set, default_permissions on, a kernel that
+ * allows it): then it arrives unmasked and the source applies ctx->umask
+ * itself, unless the parent folder has a default ACL, which applies
+ * instead (as ext4 does).
  */
 struct vd_ops {
 	unsigned int flags; /* VD_OPS_* */
 
-	/* The drive is being freed: release data. */
+	/* The drive is being freed (vd_drive_free(), after serving has
+	 * stopped): release data. NULL: nothing. */
 	void (*destroy)(void *data);
 
-	/* Find name in folder parent. -ENOENT if absent. */
+	/* Find name in folder parent: fill *node and st. -ENOENT if absent
+	 * (the kernel caches that for negative_timeout). NULL: -ENOSYS. */
 	int (*lookup)(const struct vd_ctx *ctx, vd_node_t parent,
 		      const char *name, vd_node_t *node, struct stat *st);
 
@@ -195,36 +213,50 @@ struct vd_ops {
 		       struct vd_file *fi, struct stat *st);
 
 	/* Change the attributes named in to_set (VD_SET_*) to those in st;
-	 * on success st holds the node's full new attributes. */
+	 * on success st holds the node's full new attributes. A mode change
+	 * keeps the file type. fi: see above (ftruncate). NULL: -ENOSYS. */
 	int (*setattr)(const struct vd_ctx *ctx, vd_node_t node,
 		       struct stat *st, int to_set, struct vd_file *fi);
 
-	/* Copy the link target, NUL-terminated, into buf (size bytes). */
+	/* Copy the link target, NUL-terminated, into buf (size bytes:
+	 * PATH_MAX + 1). NULL: -ENOSYS. */
 	int (*readlink)(const struct vd_ctx *ctx, vd_node_t node, char *buf,
 			size_t size);
 
-	/* Create a regular file, fifo, socket or device node. */
+	/* Create a regular file, fifo, socket or device node: mode has the
+	 * type (S_IFREG, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK), rdev the
+	 * device. Fill *node and st. -EEXIST if name exists. The umask: see
+	 * above. NULL: -ENOSYS. */
 	int (*mknod)(const struct vd_ctx *ctx, vd_node_t parent,
 		     const char *name, mode_t mode, dev_t rdev, vd_node_t *node,
 		     struct stat *st);
 
+	/* Create a folder. mode arrives with S_IFDIR set (the kernel sends
+	 * only the permission bits; the library adds the type). Fill *node
+	 * and st. -EEXIST if name exists. NULL: -ENOSYS. */
 	int (*mkdir)(const struct vd_ctx *ctx, vd_node_t parent,
 		     const char *name, mode_t mode, vd_node_t *node,
 		     struct stat *st);
 
+	/* Remove a name (the kernel sends folders to rmdir). The node stays
+	 * valid (open files still read) until its forget. NULL: -ENOSYS. */
 	int (*unlink)(const struct vd_ctx *ctx, vd_node_t parent,
 		      const char *name);
 
-	/* -ENOTEMPTY if the folder has entries. */
+	/* Remove a folder: -ENOTEMPTY if it has entries. NULL: -ENOSYS. */
 	int (*rmdir)(const struct vd_ctx *ctx, vd_node_t parent,
 		     const char *name);
 
+	/* Make name a symbolic link to target; fill *node and st. -EEXIST if
+	 * name exists. NULL: -ENOSYS. */
 	int (*symlink)(const struct vd_ctx *ctx, const char *target,
 		       vd_node_t parent, const char *name, vd_node_t *node,
 		       struct stat *st);
 
 	/* flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE; -EINVAL for flags
-	 * the source does not support. */
+	 * the source does not support. A replaced name behaves as unlinked;
+	 * -EEXIST (NOREPLACE), -ENOTEMPTY (a folder over a non-empty one).
+	 * NULL: -ENOSYS. */
 	int (*rename)(const struct vd_ctx *ctx, vd_node_t parent,
 		      const char *name, vd_node_t newparent,
 		      const char *newname, unsigned int flags);
@@ -233,27 +265,32 @@ struct vd_ops {
 	int (*link)(const struct vd_ctx *ctx, vd_node_t node,
 		    vd_node_t newparent, const char *newname, struct stat *st);
 
-	/* Open a file. NULL: success with fh 0. */
+	/* Open a file: fi->flags are the open(2) flags (O_CREAT, O_EXCL
+	 * handled by the kernel); set fi->fh and the out bits. NULL: success
+	 * with fh 0. */
 	int (*open)(const struct vd_ctx *ctx, vd_node_t node,
 		    struct vd_file *fi);
 
 	/* Read up to size bytes at off into buf. Returns the count read
-	 * (short only at end of file) or -errno. */
+	 * (short only at end of file) or -errno. NULL: -ENOSYS. */
 	int (*read)(const struct vd_ctx *ctx, vd_node_t node,
 		    struct vd_file *fi, char *buf, size_t size, off_t off);
 
 	/* Write size bytes at off. Returns the count written or -errno.
-	 * With O_APPEND opens the kernel passes the end as off. */
+	 * With O_APPEND opens the kernel passes the end as off. -EFBIG past
+	 * the source's largest file. NULL: -ENOSYS. */
 	int (*write)(const struct vd_ctx *ctx, vd_node_t node,
 		     struct vd_file *fi, const char *buf, size_t size,
 		     off_t off);
 
-	/* Called on each close(2) of a descriptor. NULL: the kernel stops
-	 * sending flushes, which saves a round trip per close. */
+	/* Called on each close(2) of a descriptor; an error is what close(2)
+	 * returns. NULL: the kernel stops sending flushes, which saves a
+	 * round trip per close. */
 	int (*flush)(const struct vd_ctx *ctx, vd_node_t node,
 		     struct vd_file *fi);
 
-	/* Last close of an open. The return value is ignored. */
+	/* Last close of an open: free what open stored in fi->fh. The return
+	 * value is ignored. NULL: nothing. */
 	int (*release)(const struct vd_ctx *ctx, vd_node_t node,
 		       struct vd_file *fi);
 
@@ -266,11 +303,14 @@ struct vd_ops {
 		       struct vd_file *fi);
 
 	/* List entries from offset off (0: from the start, including "."
-	 * and ".."), calling fill until it returns 1 or the folder ends. */
+	 * and ".."), calling fill until it returns 1 or the folder ends.
+	 * NULL: -ENOSYS. */
 	int (*readdir)(const struct vd_ctx *ctx, vd_node_t node,
 		       struct vd_file *fi, off_t off, vd_fill_fn fill,
 		       void *buf);
 
+	/* Last close of an opened folder. The return value is ignored.
+	 * NULL: nothing. */
 	int (*releasedir)(const struct vd_ctx *ctx, vd_node_t node,
 			  struct vd_file *fi);
 
@@ -289,18 +329,23 @@ struct vd_ops {
 			int flags);
 
 	/* size 0: return the value's size. Otherwise copy it and return its
-	 * size, or -ERANGE if it does not fit; -ENODATA if absent. */
+	 * size, or -ERANGE if it does not fit; -ENODATA if absent.
+	 * NULL: -EOPNOTSUPP. */
 	int (*getxattr)(const struct vd_ctx *ctx, vd_node_t node,
 			const char *name, char *value, size_t size);
 
-	/* NUL-separated names; size rules as getxattr. */
+	/* NUL-separated names; size rules as getxattr. NULL: an empty list
+	 * (no attributes), not an error. */
 	int (*listxattr)(const struct vd_ctx *ctx, vd_node_t node, char *list,
 			 size_t size);
 
+	/* -ENODATA if absent. NULL: -EOPNOTSUPP. */
 	int (*removexattr)(const struct vd_ctx *ctx, vd_node_t node,
 			   const char *name);
 
-	/* Create and open a regular file. NULL: mknod then open. */
+	/* Create and open a regular file (mode has S_IFREG; the umask: see
+	 * above): fill *node, st and fi as open does. NULL: mknod then open;
+	 * without mknod either: -ENOSYS. */
 	int (*create)(const struct vd_ctx *ctx, vd_node_t parent,
 		      const char *name, mode_t mode, struct vd_file *fi,
 		      vd_node_t *node, struct stat *st);
@@ -311,20 +356,22 @@ struct vd_ops {
 			 struct vd_file *fi, int mode, off_t off, off_t len);
 
 	/* Copy len bytes between two open files; returns the count copied.
-	 * NULL: the kernel falls back to read and write. */
+	 * NULL: -ENOSYS, and the kernel falls back to read and write. */
 	int64_t (*copy_file_range)(const struct vd_ctx *ctx, vd_node_t in,
 				   struct vd_file *fi_in, off_t off_in,
 				   vd_node_t out, struct vd_file *fi_out,
 				   off_t off_out, size_t len, int flags);
 
-	/* SEEK_DATA / SEEK_HOLE; returns the new offset. NULL: the kernel
-	 * treats the whole file as data. */
+	/* SEEK_DATA / SEEK_HOLE; returns the new offset, -ENXIO past the
+	 * end. NULL: -ENOSYS, and the kernel treats the whole file as data. */
 	int64_t (*lseek)(const struct vd_ctx *ctx, vd_node_t node,
 			 struct vd_file *fi, off_t off, int whence);
 
 	/*
 	 * Create an unnamed file in parent (O_TMPFILE); it gets a name only
-	 * through link(). Used when the FUSE library underneath supports it.
+	 * through link(). Fill *node, st and fi as create does. Used when
+	 * the FUSE library underneath supports it (libfuse >= 3.17). NULL:
+	 * -EOPNOTSUPP, which open(O_TMPFILE) then fails with.
 	 */
 	int (*tmpfile)(const struct vd_ctx *ctx, vd_node_t parent, mode_t mode,
 		       struct vd_file *fi, vd_node_t *node, struct stat *st);
@@ -335,9 +382,12 @@ struct vd_ops {
 
 /*
  * Create a drive served by ops with private data. Nothing is mounted yet.
- * op_size is sizeof(struct vd_ops) as the caller was compiled.
- * The drive does not own ops (keep it alive) but calls ops->destroy(data)
- * from vd_drive_free().
+ * op_size is sizeof(struct vd_ops) as the caller was compiled. The drive
+ * copies the table (ops need not outlive the call; later changes to it
+ * are not seen); members past op_size read as NULL, and a table larger
+ * than this library knows is accepted with a warning on stderr (its newer
+ * members are never called). It calls ops->destroy(data) from
+ * vd_drive_free(). Returns 0, -EINVAL (ops NULL or op_size 0), -ENOMEM.
  */
 int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
 		 struct vd_drive **out);
@@ -369,12 +419,19 @@ int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
  *   nosymfollow (on vd_drive_mount() only, the last of a pair wins; the
  *   default is nosuid,nodev; vd_drive_mount_ns() always mounts
  *   nosuid,nodev).
- * Returns -EINVAL, with a message from vd_drive_error(), on a bad option.
- * Only before mounting.
+ * Returns 0; -EINVAL, with a message from vd_drive_error(), on a bad
+ * option (options before it in the list have taken effect); -EBUSY once
+ * mounted (only before mounting); -ENOMEM.
  */
 int vd_drive_set_options(struct vd_drive *d, const char *opts);
 
-/* The message for the last failure on d, or "" if none. */
+/*
+ * The message for the last failure of vd_drive_set_options, _mount,
+ * _mount_ns, _attach, _detach, _share_remote or _unshare_remote on d.
+ * Each of those clears it first, so it is "" after one succeeds, and
+ * never left over from an earlier failure. Valid until the next such
+ * call; "" for d NULL. Not every failure has a message: check the result.
+ */
 const char *vd_drive_error(const struct vd_drive *d);
 
 /*
@@ -386,6 +443,12 @@ const char *vd_drive_error(const struct vd_drive *d);
  * /run/vdrive/vdrived.sock), vdrived mounts it in this process's mount
  * namespace and hands back the connection; the drive then admits callers
  * from this namespace only.
+ * Returns 0; -EINVAL; -EBUSY (already mounted); the mount point's error
+ * (-ENOENT, -ENOTDIR, -EACCES) or /dev/fuse's; -EOPNOTSUPP (io_uring=yes
+ * without FUSE over io_uring); -EPERM when the kernel refused the mount,
+ * whatever the reason (libfuse does not say which); through vdrived, the
+ * errno vdrived answered (-EBUSY, -ENOSPC, ...); vd_drive_error() says
+ * which step failed.
  */
 int vd_drive_mount(struct vd_drive *d, const char *mountpoint);
 
@@ -396,6 +459,11 @@ int vd_drive_mount(struct vd_drive *d, const char *mountpoint);
  * mount carries nosuid,nodev and shows in that namespace's mount table
  * only. The drive then admits only callers in that namespace (see
  * vd_drive_allow()). Unmounting (vd_drive_stop/free) removes it there.
+ * Needs CAP_SYS_ADMIN over that namespace. Returns 0; -EINVAL (path not
+ * absolute, mntns_fd < 0); -EBUSY (already mounted); -ENOSPC (see
+ * vd_drive_allow); the errno of opening /dev/fuse, of entering the
+ * namespace or of mount(2) there (-EPERM, -ETIMEDOUT when that step hung
+ * for 10 s); then as vd_drive_mount(). vd_drive_error() says which.
  */
 int vd_drive_mount_ns(struct vd_drive *d, const char *path, int mntns_fd);
 
@@ -405,8 +473,8 @@ int vd_drive_mount_ns(struct vd_drive *d, const char *path, int mntns_fd);
  * gate on: from then on lookups, opens, creates and other name-based
  * requests from any other namespace, or from a caller not visible in this
  * process's pid namespace, fail with EACCES. May be called before or
- * after mounting, from any thread. Returns 0, -ENOENT (no such
- * namespace), or -ENOSPC (16 namespaces already admitted).
+ * after mounting, from any thread. Returns 0, -EINVAL (d NULL), -ENOENT
+ * (no such namespace), or -ENOSPC (16 namespaces already admitted).
  * docs/containers.md says exactly what the gate covers.
  */
 int vd_drive_allow(struct vd_drive *d, uint64_t mntns_ino);
@@ -425,7 +493,8 @@ int vd_drive_admit(struct vd_drive *d, uint64_t mntns_ino, unsigned int flags);
 /*
  * Stop admitting a namespace: verdicts cached for it are dropped at once.
  * Descriptors its processes already opened keep working (the gate checks
- * names and opens, not open files). -ENOENT if it was not admitted.
+ * names and opens, not open files). -ENOENT if it was not admitted,
+ * -EINVAL for d NULL or mntns_ino 0.
  */
 int vd_drive_revoke(struct vd_drive *d, uint64_t mntns_ino);
 
@@ -435,7 +504,9 @@ int vd_drive_revoke(struct vd_drive *d, uint64_t mntns_ino);
  * unknown) and returns VD_ADMIT_* flags (>= 0) to admit it, or a negative
  * errno to refuse (EACCES is answered). Verdicts are cached per pid for a
  * second. fn runs on a serving thread: it must not call back into the
- * drive's mount. Turns the gate on; fn NULL removes the hook.
+ * drive's mount. Turns the gate on; fn NULL removes the hook. Setting
+ * or removing it drops every cached verdict. Returns 0, or -EINVAL for d
+ * NULL.
  */
 int vd_drive_set_gate_hook(struct vd_drive *d,
 			   int (*fn)(void *arg, pid_t pid, uint64_t mntns_ino),
@@ -500,26 +571,34 @@ struct vd_share {
 	unsigned int flags;
 };
 
-/* Copy up to n shares into out; returns how many there are in all. */
+/* Copy up to n shares into out; returns how many there are in all, or
+ * -EINVAL (d NULL, n < 0, out NULL with n > 0). */
 int vd_drive_shares(struct vd_drive *d, struct vd_share *out, int n);
 
 /*
  * Stop and unmount the drive when process pid ends (a container's init),
- * leaving the serving loop to return. After mounting.
+ * leaving the serving loop to return. After mounting. Returns 0, -EINVAL
+ * (not mounted, pid <= 0), -EBUSY (already watching one), or the errno of
+ * pidfd_open(2) (-ESRCH: pid is gone), pipe or thread creation.
  */
 int vd_drive_watch_pid(struct vd_drive *d, pid_t pid);
 
 /*
  * Serve requests until the drive is unmounted or vd_drive_stop() is
  * called. With handle_signals, SIGINT, SIGTERM and SIGHUP stop it too.
- * Unmounts before returning.
+ * Unmounts before returning. Returns 0 (also when a signal ended it),
+ * -EINVAL (not mounted), -EIO (signal handlers), -ENOMEM, or the serving
+ * loop's error.
  */
 int vd_drive_serve(struct vd_drive *d, int handle_signals);
 
-/* Serve in a background thread; vd_drive_stop() ends it. */
+/* Serve in a background thread; vd_drive_stop() ends it. Returns 0,
+ * -EINVAL (not mounted), -EBUSY (already started), or thread creation's
+ * errno. */
 int vd_drive_start(struct vd_drive *d);
 
-/* Stop serving and unmount. Safe to call from any thread. */
+/* Stop serving and unmount. Safe to call from any thread but a serving
+ * one (it waits for them). Returns 0, or -EINVAL when not mounted. */
 int vd_drive_stop(struct vd_drive *d);
 
 /* Unmount if mounted, call ops->destroy and free. Accepts NULL. */
@@ -531,13 +610,23 @@ const char *vd_drive_mountpoint(const struct vd_drive *d);
 /*
  * Tell the kernel that what it cached about node is stale: its attributes
  * and the data in [off, off+len) (len 0: to the end; off < 0: attributes
- * only). -ENOENT if the kernel holds no reference to node (nothing to do).
+ * only). -ENOENT if the kernel holds no reference to node (nothing to do);
+ * -EINVAL when not mounted; else libfuse's answer (-ENOSYS: the kernel
+ * has no such notification).
+ *
+ * Re-entrancy (this and vd_drive_invalidate_entry): the kernel may wait
+ * for a request in flight on the same inode or folder before it takes the
+ * notification, so calling these from a callback handling a related
+ * request (about node, or a name in parent), or while holding a lock such
+ * a callback needs, can deadlock. Call them from a thread of the source's
+ * own (records: does, from its poller) and outside its locks.
  */
 int vd_drive_invalidate_node(struct vd_drive *d, vd_node_t node, off_t off,
 			     off_t len);
 
 /* Tell the kernel that the name in parent changed (added, removed, or
- * now names another node). */
+ * now names another node). Errors as vd_drive_invalidate_node (-EINVAL
+ * also for name NULL); see the re-entrancy rule there. */
 int vd_drive_invalidate_entry(struct vd_drive *d, vd_node_t parent,
 			      const char *name);
 

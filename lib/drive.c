@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,32 +15,6 @@
 #include "vdrive_i.h"
 
 #define VD_MAX_IO (1024 * 1024)
-
-void vd_set_error(struct vd_drive *d, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(d->err, sizeof(d->err), fmt, ap);
-	va_end(ap);
-}
-
-const char *vd_drive_error(const struct vd_drive *d)
-{
-	return d ? d->err : "";
-}
-
-void vd_log(const struct vd_drive *d, const char *fmt, ...)
-{
-	va_list ap;
-	char msg[1024];
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "vdrive[%s]: %s\n", d && d->fsname ? d->fsname : "-",
-		msg);
-}
 
 int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
 		 struct vd_drive **out)
@@ -55,9 +28,16 @@ int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
-	/* Members the caller's struct did not have read as NULL. */
+	/* Members the caller's struct did not have read as NULL; members
+	 * this library does not know are never called: say so, as libfuse
+	 * does for its own ops table. */
 	memcpy(&d->ops, ops,
 	       op_size < sizeof(d->ops) ? op_size : sizeof(d->ops));
+	if (op_size > sizeof(d->ops))
+		vd_log(NULL,
+		       "warning: the callback table (%zu bytes) is newer than "
+		       "this libvdrive (%zu): its new callbacks are not called",
+		       op_size, sizeof(d->ops));
 	d->data = data;
 	d->serialize = !(d->ops.flags & VD_OPS_THREAD_SAFE);
 	/* What the kernel caches is only ever stale when something else
@@ -265,6 +245,7 @@ int vd_drive_set_options(struct vd_drive *d, const char *opts)
 	char *copy, *tok, *save = NULL;
 	int r = 0;
 
+	vd_clear_error(d);
 	if (!d || !opts)
 		return -EINVAL;
 	if (d->se) {
@@ -335,6 +316,40 @@ static int want_uring(struct vd_drive *d)
 	return 1;
 }
 
+/*
+ * In a container without /dev/fuse: vdrived mounts at mountpoint and
+ * hands back the connection, which we serve as /dev/fd/N. The drive lives
+ * in our namespace only; nobody else may use it (a shareable one: nobody
+ * the daemon does not admit).
+ */
+static int mount_via_daemon(struct vd_drive *d, const char *mountpoint)
+{
+	char path[PATH_MAX], fdpath[32];
+	int fd, r;
+
+	r = vd_daemon_mount(d, mountpoint, path, sizeof(path), &fd);
+	if (r)
+		return r;
+	r = vd_drive_allow(d, 0);
+	if (!r) {
+		d->gate_daemon = d->shareable;
+		snprintf(fdpath, sizeof(fdpath), "/dev/fd/%d", fd);
+		d->daemon_io = true;
+		r = vd_drive_mount(d, fdpath);
+		d->daemon_io = false;
+	}
+	if (r) {
+		close(fd);
+		vd_daemon_close(d); /* the daemon unmounts */
+		return r;
+	}
+	free(d->mountpoint);
+	d->mountpoint = strdup(path);
+	d->gate_dev = vd_own_mount_dev(path);
+	d->via_daemon = true;
+	return 0;
+}
+
 int vd_drive_mount(struct vd_drive *d, const char *mountpoint)
 {
 	char opts[1024];
@@ -342,6 +357,7 @@ int vd_drive_mount(struct vd_drive *d, const char *mountpoint)
 	struct fuse_args args;
 	int r, uring;
 
+	vd_clear_error(d);
 	if (!d || !mountpoint)
 		return -EINVAL;
 	if (d->se) {
@@ -350,8 +366,8 @@ int vd_drive_mount(struct vd_drive *d, const char *mountpoint)
 	}
 	/* In a container without /dev/fuse: the host's vdrived mounts. */
 	if (strncmp(mountpoint, "/dev/fd/", 8) != 0 &&
-	    access("/dev/fuse", R_OK | W_OK) != 0 && vd_ns_daemon_available())
-		return vd_ns_mount_via_daemon(d, mountpoint);
+	    access("/dev/fuse", R_OK | W_OK) != 0 && vd_daemon_available())
+		return mount_via_daemon(d, mountpoint);
 	uring = want_uring(d);
 	if (uring < 0)
 		return uring;
@@ -400,7 +416,7 @@ int vd_drive_mount(struct vd_drive *d, const char *mountpoint)
 			goto out_err;
 		}
 	}
-	if (vd_ns_session_mount(d, mountpoint) != 0) {
+	if (vd_daemon_session_mount(d, mountpoint) != 0) {
 		r = -EPERM;
 		vd_set_error(d,
 			     "cannot mount at %s (not permitted, or no FUSE)",
@@ -417,6 +433,38 @@ out_err:
 	free(d->mountpoint);
 	d->mountpoint = NULL;
 	return r;
+}
+
+int vd_drive_mount_ns(struct vd_drive *d, const char *path, int mntns_fd)
+{
+	char fdpath[32];
+	int fuse_fd, r;
+
+	vd_clear_error(d);
+	if (!d || !path || path[0] != '/' || mntns_fd < 0)
+		return -EINVAL;
+	if (d->se) {
+		vd_set_error(d, "already mounted at %s", d->mountpoint);
+		return -EBUSY;
+	}
+	r = vd_ns_mount(d, path, mntns_fd, &fuse_fd);
+	if (r)
+		return r;
+	snprintf(fdpath, sizeof(fdpath), "/dev/fd/%d", fuse_fd);
+	r = vd_drive_mount(d, fdpath);
+	if (r) {
+		vd_ns_unmount(d);
+		close(fuse_fd);
+		return r;
+	}
+	/* The session owns fuse_fd now; show the real mount point. */
+	free(d->mountpoint);
+	d->mountpoint = strdup(path);
+	if (!d->mountpoint) {
+		vd_drive_stop(d);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 /*
@@ -506,20 +554,6 @@ const char *vd_drive_mountpoint(const struct vd_drive *d)
 	return d ? d->mountpoint : NULL;
 }
 
-/* Unmount (here or in the target namespace) unless already done. */
-void vd_unmount_once(struct vd_drive *d)
-{
-	pthread_mutex_lock(&d->state_lock);
-	if (d->mounted) {
-		d->mounted = false;
-		/* Shares first: each keeps the superblock alive. */
-		vd_share_detach_all(d);
-		fuse_session_unmount(d->se);
-		vd_ns_unmount(d);
-	}
-	pthread_mutex_unlock(&d->state_lock);
-}
-
 int vd_drive_serve(struct vd_drive *d, int handle_signals)
 {
 	struct fuse_loop_config *cfg;
@@ -540,7 +574,7 @@ int vd_drive_serve(struct vd_drive *d, int handle_signals)
 	fuse_loop_cfg_set_max_threads(cfg, d->threads);
 	/* Through vdrived, clones come from the daemon (libfuse >= 3.17)
 	 * or not at all: there is no /dev/fuse to clone from. */
-	fuse_loop_cfg_set_clone_fd(cfg, vd_ns_can_clone(d));
+	fuse_loop_cfg_set_clone_fd(cfg, vd_daemon_can_clone(d));
 	pthread_mutex_lock(&d->state_lock);
 	d->serving = true;
 	pthread_mutex_unlock(&d->state_lock);

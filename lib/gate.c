@@ -218,7 +218,7 @@ static int gate_verdict(struct vd_drive *d, pid_t pid)
 	if (d->gate_daemon) {
 		pid_t local = 0;
 
-		v = vd_ns_daemon_gate(d, pid, &local);
+		v = vd_daemon_gate(d, pid, &local);
 		pthread_mutex_lock(&d->gate_lock);
 		e->pid = pid;
 		e->verdict = v;

@@ -104,6 +104,7 @@ int vd_drive_attach(struct vd_drive *d, const char *path, int mntns_fd,
 	size_t n = 0;
 	int r;
 
+	vd_clear_error(d);
 	if (!d || mntns_fd < 0 || (flags & ~VD_ADMIT_READONLY))
 		return -EINVAL;
 	if (!good_path(path)) {
@@ -266,6 +267,7 @@ int vd_drive_detach(struct vd_drive *d, const char *path, uint64_t mntns_ino)
 	struct vd_attach **pp, *a, *gone = NULL;
 	bool left = false, keep = false;
 
+	vd_clear_error(d);
 	if (!d || !mntns_ino)
 		return -EINVAL;
 	pthread_mutex_lock(&d->share_lock);

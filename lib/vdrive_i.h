@@ -77,7 +77,8 @@ struct vd_drive {
 	bool serving;
 	unsigned int conn_id; /* FUSE connection number (fusectl), 0: unknown */
 
-	/* ns.c: mounted in another namespace or through vdrived; the gate */
+	/* ns.c and daemon.c: mounted in another namespace or through
+	 * vdrived; the gate */
 	bool ns_mounted;    /* ns_fd/ns_path are valid */
 	int ns_fd;	    /* the target mount namespace */
 	char *ns_path;	    /* the mount point inside it */
@@ -132,30 +133,55 @@ struct vd_entry *vd_nodes_ref(struct vd_nodes *t, vd_node_t node);
 bool vd_nodes_unref(struct vd_nodes *t, struct vd_entry *e, uint64_t n);
 fuse_ino_t vd_nodes_ino(struct vd_nodes *t, vd_node_t node);
 
+/*
+ * lib/ has one direction: drive.c (the drive's lifecycle) and ops.c (the
+ * requests) on top; below them the gate, mounting in other namespaces,
+ * shares and the vdrived client, which never call back up; log.c and
+ * nodes.c at the bottom.
+ */
+
 /* gate.c: 0, -EACCES, or -EROFS for a write from a read-only share */
 int vd_gate_check(struct vd_drive *d, fuse_req_t req, bool write);
 uint64_t vd_ns_ino_of(const char *path);
 bool vd_gate_admitted(struct vd_drive *d, uint64_t mntns_ino);
 dev_t vd_own_mount_dev(const char *path);
 pid_t vd_gate_local_pid(struct vd_drive *d, pid_t pid);
-/* ns.c: ask vdrived about a host pid for a shareable drive */
-int vd_ns_daemon_gate(struct vd_drive *d, pid_t pid, pid_t *local);
 /* share.c */
 void vd_share_detach_all(struct vd_drive *d);
-/* ns.c */
+/* ns.c: mount fuse's device at path in namespace mntns_fd (admitting
+ * it), handing back the descriptor to serve: 0 or -errno (message set) */
+int vd_ns_mount(struct vd_drive *d, const char *path, int mntns_fd,
+		int *fuse_fd);
+/* ... and unmount it there, once; called with state_lock held */
 void vd_ns_unmount(struct vd_drive *d);
-/* drive.c */
+/* Unmount from everywhere (shares, here, the namespace, vdrived), once */
 void vd_unmount_once(struct vd_drive *d);
+/* Stop the watcher of vd_drive_watch_pid() */
 void vd_ns_free(struct vd_drive *d);
-bool vd_ns_daemon_available(void);
-int vd_ns_mount_via_daemon(struct vd_drive *d, const char *mountpoint);
-int vd_ns_session_mount(struct vd_drive *d, const char *mountpoint);
-bool vd_ns_can_clone(const struct vd_drive *d);
+/* daemon.c: the vdrived client */
+bool vd_daemon_available(void);
+/* Ask vdrived to mount at mountpoint (made absolute into path): 0 and
+ * the FUSE descriptor to serve, with daemon_fd set; or -errno (message
+ * set) */
+int vd_daemon_mount(struct vd_drive *d, const char *mountpoint, char *path,
+		    size_t n, int *fuse_fd);
+/* Close the connection: vdrived unmounts */
+void vd_daemon_close(struct vd_drive *d);
+/* Unmount through vdrived, once; called with state_lock held */
+void vd_daemon_unmount(struct vd_drive *d);
+int vd_daemon_session_mount(struct vd_drive *d, const char *mountpoint);
+bool vd_daemon_can_clone(const struct vd_drive *d);
+/* Ask vdrived about a host pid for a shareable drive: VD_ADMIT_* flags
+ * and the pid as the drive sees it, or -EACCES */
+int vd_daemon_gate(struct vd_drive *d, pid_t pid, pid_t *local);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops vd_fuse_ops;
 
+/* log.c: the message vd_drive_error() returns; the calls that may set
+ * it clear it first, so it is never left over from an earlier failure */
 void vd_set_error(struct vd_drive *d, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+void vd_clear_error(struct vd_drive *d);
 
 #endif

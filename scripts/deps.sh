@@ -6,7 +6,7 @@ PKGS="build-essential pkg-config libfuse3-dev fuse3 libsqlite3-dev sqlite3
       libpq-dev postgresql
       fio attr acl util-linux perl e2fsprogs procps psmisc
       meson ninja-build dpkg-dev liburing-dev libnuma-dev
-      samba smbclient iproute2
+      samba smbclient iproute2 docker.io busybox-static runsc
       man-db groff-base
       libcurl4-openssl-dev apache2"
 missing=""

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "sources.h"
+#include "util/buf.h"
 
 #define GEN_TIMEOUT_MS 5000
 #define GEN_MAX_OUT (16u << 20)
@@ -66,34 +67,6 @@ struct gen_open {
 	char *p;
 	size_t len;
 };
-
-/* A growing buffer with a hard limit; -EFBIG past max. */
-struct gen_buf {
-	char *p;
-	size_t len, cap, max;
-};
-
-static int buf_add(struct gen_buf *b, const char *s, size_t n)
-{
-	if (n > b->max - b->len)
-		return -EFBIG;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		char *p;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (!p)
-			return -ENOMEM;
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = 0;
-	return 0;
-}
 
 static void gen_free(struct gen *g)
 {
@@ -471,7 +444,7 @@ static int gen_readdir(const struct vd_ctx *ctx, vd_node_t node,
 /* Expand a template for the caller: \n \t \\ \$ escapes and ${var}s,
  * then a final newline. */
 static int run_template(const struct vd_ctx *ctx, const struct gen_node *n,
-			struct gen_buf *out)
+			struct vd_buf *out)
 {
 	const char *t = n->text;
 	char num[64];
@@ -481,19 +454,19 @@ static int run_template(const struct vd_ctx *ctx, const struct gen_node *n,
 		if (*p == '\\' && p[1]) {
 			char c = p[1] == 'n' ? '\n' : p[1] == 't' ? '\t' : p[1];
 
-			r = buf_add(out, &c, 1);
+			r = vd_buf_add(out, &c, 1);
 			p++;
 			continue;
 		}
 		if (p[0] != '$' || p[1] != '{') {
-			r = buf_add(out, p, 1);
+			r = vd_buf_add(out, p, 1);
 			continue;
 		}
 		p += 2;
 		if (!strncmp(p, "path}", 5)) {
-			r = buf_add(out, "/", 1);
+			r = vd_buf_add(out, "/", 1);
 			if (!r)
-				r = buf_add(out, n->path, strlen(n->path));
+				r = vd_buf_add(out, n->path, strlen(n->path));
 			p = strchr(p, '}');
 			continue;
 		}
@@ -512,11 +485,11 @@ static int run_template(const struct vd_ctx *ctx, const struct gen_node *n,
 		else /* container, mntns */
 			snprintf(num, sizeof(num), "%llu",
 				 (unsigned long long)vd_ctx_mntns(ctx));
-		r = buf_add(out, num, strlen(num));
+		r = vd_buf_add(out, num, strlen(num));
 		p = strchr(p, '}');
 	}
 	if (!r)
-		r = buf_add(out, "\n", 1);
+		r = vd_buf_add(out, "\n", 1);
 	return r;
 }
 
@@ -613,7 +586,7 @@ static int spawn_cmd(const struct gen *g, const struct gen_node *n, char **env,
  * failure the command's whole process group is killed and reaped.
  */
 static int run_cmd(const struct vd_ctx *ctx, const struct gen *g,
-		   const struct gen_node *n, struct gen_buf *out, char *why,
+		   const struct gen_node *n, struct vd_buf *out, char *why,
 		   size_t wlen)
 {
 	int op[2] = {-1, -1}, ep[2] = {-1, -1}, status = 0, r, done = 0;
@@ -669,7 +642,7 @@ static int run_cmd(const struct vd_ctx *ctx, const struct gen *g,
 				close(*fd);
 				*fd = -1;
 			} else if (k == 0) {
-				r = buf_add(out, tmp, (size_t)got);
+				r = vd_buf_add(out, tmp, (size_t)got);
 				if (r == -EFBIG)
 					snprintf(
 						why, wlen,
@@ -744,7 +717,7 @@ static int gen_open(const struct vd_ctx *ctx, vd_node_t node,
 {
 	const struct gen *g = ctx->data;
 	long i = node_index(g, node);
-	struct gen_buf b = {0};
+	struct vd_buf b = {0};
 	struct gen_open *h;
 	const struct gen_node *n;
 	char why[512] = "";

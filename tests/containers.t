@@ -282,7 +282,7 @@ kill -KILL "$PP"
 
 # ---- vdrived: a drive made inside an unprivileged container ----
 if [ ! -x "$VDRIVED" ]; then
-	skip "vdrived" "not built"
+	missing "vdrived" "not built"
 	cleanup_cts
 	done_testing
 fi

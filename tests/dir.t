@@ -9,7 +9,7 @@
 vd_init dir
 
 if ! vd_have_source dir; then
-	skip "dir:" "source not built ('vdrive help' does not list dir:)"
+	missing "dir:" "source not built ('vdrive help' does not list dir:)"
 	done_testing
 fi
 

@@ -15,7 +15,7 @@ FSX=$VD_HELPERS/fsx
 NS=$VD_HELPERS/nsfuzz
 
 if [ ! -x "$FSX" ] || [ ! -x "$NS" ]; then
-	skip "fsx" "$FSX or $NS not built (make)"
+	missing "fsx" "$FSX or $NS not built (make)"
 	done_testing
 fi
 seeds="1 2 3 4"

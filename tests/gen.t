@@ -6,9 +6,9 @@
 . "$(dirname "$0")/lib.sh"
 vd_init gen
 
-if ! vd_have_source gen || ! command -v setpriv >/dev/null ||
-	! command -v unshare >/dev/null; then
-	skip_all "needs vdrive with gen:, setpriv and unshare"
+vd_have_source gen || missing_all "source gen: not built ('vdrive help' does not list gen:)"
+if ! command -v setpriv >/dev/null || ! command -v unshare >/dev/null; then
+	skip_all "needs setpriv and unshare"
 fi
 
 M=$VD_TMP/m

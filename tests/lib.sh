@@ -12,13 +12,17 @@
 # A mount left behind fails the script.
 #
 # Environment: VDRIVE_BUILD (default <repo>/build) holds vdrive and
-# tests/<helper>; VDRIVE_QUICK=1 asks scripts for a shorter run.
+# tests/<helper>; VDRIVE_QUICK=1 asks scripts for a shorter run;
+# VDRIVE_STRICT=1 (`make check` sets it) makes a part the build should
+# have made (a source, vdrived, a helper) a failure when it is missing,
+# not a skip.
 
 VD_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VDRIVE_BUILD=${VDRIVE_BUILD:-$VD_TOP/build}
 VDRIVE=$VDRIVE_BUILD/vdrive
 VD_HELPERS=$VDRIVE_BUILD/tests
 VD_QUICK=${VDRIVE_QUICK:-0}
+VD_STRICT=${VDRIVE_STRICT:-0}
 VD_TMP=
 VD_MOUNTS=()
 VD_PIDS=()
@@ -51,6 +55,29 @@ skip_all() {
 	echo "1..0 # SKIP $1"
 	_vd_done=1
 	exit 0
+}
+
+# missing DESCRIPTION REASON: a part of the build is not there: a skip,
+# or under VDRIVE_STRICT=1 a failure (the build was meant to make it).
+missing() {
+	if [ "$VD_STRICT" = 1 ]; then
+		ok 1 "$1: $2 (VDRIVE_STRICT=1: the build must make it)"
+	else
+		skip "$1" "$2"
+	fi
+	return 0
+}
+
+# missing_all REASON: skip_all for a missing part of the build; under
+# VDRIVE_STRICT=1 one failing test instead.
+missing_all() {
+	if [ "$VD_STRICT" = 1 ]; then
+		echo "1..1"
+		echo "not ok 1 - $1 (VDRIVE_STRICT=1: the build must make it)"
+		_vd_done=1
+		exit 1
+	fi
+	skip_all "$1"
 }
 
 # diag TEXT...: comment lines, each prefixed with "# ".
@@ -92,7 +119,9 @@ _vd_clip() {
 # it (and says when it starts passing) without failing the run.
 declare -A VD_TODO
 tap_include() {
-	local label=$1 out line plan="" seen=0 bad=0 rc re todo
+	local label=$1 out line plan="" planline="" seen=0 bad=0 rc re todo
+	# Bytes, not characters: a line that is not UTF-8 still matches.
+	local LC_ALL=C
 	shift
 	out=$(mktemp "$VD_TMP/tap.XXXXXX")
 	timeout -k 10 "${VD_TIMEOUT:-300}" "$@" >"$out" 2>&1
@@ -101,6 +130,7 @@ tap_include() {
 	while IFS= read -r line; do
 		if [[ $line =~ ^1\.\.([0-9]+) ]]; then
 			plan=${BASH_REMATCH[1]}
+			planline=$line
 			[[ $line == *"# SKIP"* ]] && skip "$label" "${line#*# SKIP }"
 		elif [[ $line =~ $re ]]; then
 			seen=$((seen + 1))
@@ -124,7 +154,9 @@ tap_include() {
 	rm -f "$out"
 	if [ "$rc" = 124 ]; then
 		ok 1 "$label: finished within ${VD_TIMEOUT:-300} s"
-	elif [ "$plan" != "$seen" ] && [ "$plan" != 0 ]; then
+	elif [ "$plan" = 0 ] && ! grep -q '^1\.\.0 # SKIP' <<<"$planline"; then
+		ok 1 "$label: ran no case and gave no reason (plan 1..0)"
+	elif [ "$plan" != "$seen" ]; then
 		ok 1 "$label: ran all planned cases (plan '$plan', ran $seen, exit $rc)"
 	elif [ "$rc" != 0 ] && [ "$bad" = 0 ]; then
 		ok 1 "$label: exit status $rc with no failing case"
@@ -203,7 +235,7 @@ vd_variant() {
 	opt=${2#*|}
 	label="$kind:${opt:+ -o $opt}"
 	if ! vd_have_source "$kind"; then
-		skip "$1 on $label" "source not built ('vdrive help' does not list $kind:)"
+		missing "$1 on $label" "source not built ('vdrive help' does not list $kind:)"
 		return 1
 	fi
 	case $kind in

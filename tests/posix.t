@@ -10,7 +10,7 @@ vd_need_root "posix cases"
 PC=$VD_HELPERS/posix_cases
 
 if [ ! -x "$PC" ]; then
-	skip "posix cases" "$PC not built (make)"
+	missing "posix cases" "$PC not built (make)"
 	done_testing
 fi
 

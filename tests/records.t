@@ -6,9 +6,9 @@
 . "$(dirname "$0")/lib.sh"
 vd_init records
 
-if ! vd_have_source records || ! command -v sqlite3 >/dev/null ||
-	! command -v perl >/dev/null; then
-	skip_all "needs vdrive with records:, sqlite3 and perl"
+vd_have_source records || missing_all "source records: not built ('vdrive help' does not list records:)"
+if ! command -v sqlite3 >/dev/null || ! command -v perl >/dev/null; then
+	skip_all "needs sqlite3 and perl"
 fi
 
 DB=$VD_TMP/data/t.db

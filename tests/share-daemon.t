@@ -15,7 +15,7 @@ if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null ||
 	! command -v nsenter >/dev/null || ! command -v setpriv >/dev/null; then
 	skip_all "needs root, unshare, nsenter and setpriv"
 fi
-[ -x "$VDRIVED" ] || skip_all "vdrived not built"
+[ -x "$VDRIVED" ] || missing_all "vdrived not built"
 CTS=()
 DAEMON=
 SHARES=$VD_TMP/shares

@@ -12,7 +12,7 @@
 vd_init sqlite
 
 if ! vd_have_source sqlite; then
-	skip "sqlite: source" "not built ('vdrive help' does not list sqlite:)"
+	missing "sqlite: source" "not built ('vdrive help' does not list sqlite:)"
 	done_testing
 fi
 if ! command -v sqlite3 >/dev/null; then

@@ -13,7 +13,7 @@ MT=$VD_HELPERS/mtstress
 FSX=$VD_HELPERS/fsx
 
 if [ ! -x "$MT" ] || [ ! -x "$FSX" ]; then
-	skip "stress" "$MT or $FSX not built (make)"
+	missing "stress" "$MT or $FSX not built (make)"
 	done_testing
 fi
 ops=3000

@@ -63,7 +63,7 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 	return len;
 }
 
-static void put_utf8(struct vd_jbuf *b, unsigned int cp)
+static void put_utf8(struct vd_buf *b, unsigned int cp)
 {
 	unsigned char u[4];
 	size_t n;
@@ -80,7 +80,7 @@ static void put_utf8(struct vd_jbuf *b, unsigned int cp)
 		u[2] = 0x80 | ((cp >> 6) & 0x3f), u[3] = 0x80 | (cp & 0x3f);
 		n = 4;
 	}
-	vd_jbuf_add(b, u, n);
+	vd_buf_add(b, u, n);
 }
 
 /* Four hex digits at p, or -1. */
@@ -108,14 +108,14 @@ static int hex4(const char *p)
  * buffer *out of *outlen bytes. */
 static int parse_string(struct parser *ps, char **out, size_t *outlen)
 {
-	struct vd_jbuf b = {0};
+	struct vd_buf b = {0};
 
 	ps->p++;
 	for (;;) {
 		unsigned char c;
 
 		if (ps->p >= ps->end) {
-			vd_jbuf_free(&b);
+			vd_buf_free(&b);
 			return fail(ps, "unterminated string");
 		}
 		c = (unsigned char)*ps->p;
@@ -124,7 +124,7 @@ static int parse_string(struct parser *ps, char **out, size_t *outlen)
 			break;
 		}
 		if (c < 0x20) {
-			vd_jbuf_free(&b);
+			vd_buf_free(&b);
 			return fail(ps, "control character in string");
 		}
 		if (c == '\\') {
@@ -132,46 +132,46 @@ static int parse_string(struct parser *ps, char **out, size_t *outlen)
 			int cp, lo;
 
 			if (ps->end - ps->p < 2) {
-				vd_jbuf_free(&b);
+				vd_buf_free(&b);
 				return fail(ps, "unterminated string");
 			}
 			e = ps->p[1];
 			ps->p += 2;
 			switch (e) {
 			case '"':
-				vd_jbuf_add(&b, "\"", 1);
+				vd_buf_add(&b, "\"", 1);
 				continue;
 			case '\\':
-				vd_jbuf_add(&b, "\\", 1);
+				vd_buf_add(&b, "\\", 1);
 				continue;
 			case '/':
-				vd_jbuf_add(&b, "/", 1);
+				vd_buf_add(&b, "/", 1);
 				continue;
 			case 'b':
-				vd_jbuf_add(&b, "\b", 1);
+				vd_buf_add(&b, "\b", 1);
 				continue;
 			case 'f':
-				vd_jbuf_add(&b, "\f", 1);
+				vd_buf_add(&b, "\f", 1);
 				continue;
 			case 'n':
-				vd_jbuf_add(&b, "\n", 1);
+				vd_buf_add(&b, "\n", 1);
 				continue;
 			case 'r':
-				vd_jbuf_add(&b, "\r", 1);
+				vd_buf_add(&b, "\r", 1);
 				continue;
 			case 't':
-				vd_jbuf_add(&b, "\t", 1);
+				vd_buf_add(&b, "\t", 1);
 				continue;
 			case 'u':
 				break;
 			default:
 				ps->p -= 2;
-				vd_jbuf_free(&b);
+				vd_buf_free(&b);
 				return fail(ps, "bad escape in string");
 			}
 			cp = ps->end - ps->p >= 4 ? hex4(ps->p) : -1;
 			if (cp < 0) {
-				vd_jbuf_free(&b);
+				vd_buf_free(&b);
 				return fail(ps, "bad \\u escape");
 			}
 			ps->p += 4;
@@ -181,7 +181,7 @@ static int parse_string(struct parser *ps, char **out, size_t *outlen)
 					     ? hex4(ps->p + 2)
 					     : -1;
 				if (lo < 0xdc00 || lo > 0xdfff) {
-					vd_jbuf_free(&b);
+					vd_buf_free(&b);
 					return fail(
 						ps,
 						"lone surrogate in \\u escape");
@@ -190,7 +190,7 @@ static int parse_string(struct parser *ps, char **out, size_t *outlen)
 				cp = 0x10000 + ((cp - 0xd800) << 10) +
 				     (lo - 0xdc00);
 			} else if (cp >= 0xdc00 && cp <= 0xdfff) {
-				vd_jbuf_free(&b);
+				vd_buf_free(&b);
 				return fail(ps, "lone surrogate in \\u escape");
 			}
 			put_utf8(&b, (unsigned int)cp);
@@ -201,16 +201,16 @@ static int parse_string(struct parser *ps, char **out, size_t *outlen)
 					    (size_t)(ps->end - ps->p));
 
 			if (!n) {
-				vd_jbuf_free(&b);
+				vd_buf_free(&b);
 				return fail(ps, "invalid UTF-8 in string");
 			}
-			vd_jbuf_add(&b, ps->p, n);
+			vd_buf_add(&b, ps->p, n);
 			ps->p += n;
 		}
 	}
-	vd_jbuf_add(&b, "", 1);
+	vd_buf_add(&b, "", 1);
 	if (b.oom) {
-		vd_jbuf_free(&b);
+		vd_buf_free(&b);
 		ps->oom = 1;
 		return -ENOMEM;
 	}
@@ -508,57 +508,12 @@ out:
 	return r;
 }
 
-void vd_jbuf_add(struct vd_jbuf *b, const void *data, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *p;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = 1;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, data, n);
-	b->len += n;
-	b->p[b->len] = 0;
-}
-
-void vd_jbuf_addf(struct vd_jbuf *b, const char *fmt, ...)
-{
-	char tmp[256];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(tmp)) {
-		b->oom = 1;
-		return;
-	}
-	vd_jbuf_add(b, tmp, (size_t)n);
-}
-
-void vd_jbuf_free(struct vd_jbuf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
-}
-
-void vd_json_put_string(struct vd_jbuf *b, const char *s, size_t n)
+void vd_json_put_string(struct vd_buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t i = 0;
 
-	vd_jbuf_add(b, "\"", 1);
+	vd_buf_add(b, "\"", 1);
 	while (i < n) {
 		unsigned char c = (unsigned char)s[i];
 		size_t len;
@@ -566,44 +521,44 @@ void vd_json_put_string(struct vd_jbuf *b, const char *s, size_t n)
 		if (c == '"' || c == '\\') {
 			char e[2] = {'\\', (char)c};
 
-			vd_jbuf_add(b, e, 2);
+			vd_buf_add(b, e, 2);
 			i++;
 		} else if (c == '\n') {
-			vd_jbuf_add(b, "\\n", 2), i++;
+			vd_buf_add(b, "\\n", 2), i++;
 		} else if (c == '\t') {
-			vd_jbuf_add(b, "\\t", 2), i++;
+			vd_buf_add(b, "\\t", 2), i++;
 		} else if (c == '\r') {
-			vd_jbuf_add(b, "\\r", 2), i++;
+			vd_buf_add(b, "\\r", 2), i++;
 		} else if (c < 0x20 || c == 0x7f) {
 			char e[6] = {'\\', 'u',		'0',
 				     '0',  hex[c >> 4], hex[c & 15]};
 
-			vd_jbuf_add(b, e, 6);
+			vd_buf_add(b, e, 6);
 			i++;
 		} else {
 			len = utf8_len((const unsigned char *)s + i, n - i);
 			if (len) {
-				vd_jbuf_add(b, s + i, len);
+				vd_buf_add(b, s + i, len);
 				i += len;
 			} else {
-				vd_jbuf_add(b, "\xef\xbf\xbd", 3);
+				vd_buf_add(b, "\xef\xbf\xbd", 3);
 				i++;
 			}
 		}
 	}
-	vd_jbuf_add(b, "\"", 1);
+	vd_buf_add(b, "\"", 1);
 }
 
-void vd_json_put_real(struct vd_jbuf *b, double r)
+void vd_json_put_real(struct vd_buf *b, double r)
 {
 	char tmp[40];
 
 	if (isinf(r)) {
-		vd_jbuf_addf(b, "%s", r < 0 ? "-1e999" : "1e999");
+		vd_buf_addf(b, "%s", r < 0 ? "-1e999" : "1e999");
 		return;
 	}
 	if (isnan(r)) {
-		vd_jbuf_add(b, "null", 4);
+		vd_buf_add(b, "null", 4);
 		return;
 	}
 	snprintf(tmp, sizeof(tmp), "%.17g", r);
@@ -617,12 +572,12 @@ void vd_json_put_real(struct vd_jbuf *b, double r)
 			break;
 		}
 	}
-	vd_jbuf_add(b, tmp, strlen(tmp));
+	vd_buf_add(b, tmp, strlen(tmp));
 	if (!strpbrk(tmp, ".e"))
-		vd_jbuf_add(b, ".0", 2);
+		vd_buf_add(b, ".0", 2);
 }
 
-void vd_base64_put(struct vd_jbuf *b, const unsigned char *data, size_t n)
+void vd_base64_put(struct vd_buf *b, const unsigned char *data, size_t n)
 {
 	static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrs"
 				 "tuvwxyz0123456789+/";
@@ -639,6 +594,6 @@ void vd_base64_put(struct vd_jbuf *b, const unsigned char *data, size_t n)
 		o[1] = al[(v >> 12) & 63];
 		o[2] = i + 1 < n ? al[(v >> 6) & 63] : '=';
 		o[3] = i + 2 < n ? al[v & 63] : '=';
-		vd_jbuf_add(b, o, 4);
+		vd_buf_add(b, o, 4);
 	}
 }

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/buf.h"
+
 enum vd_json_type {
 	VD_JSON_NULL,
 	VD_JSON_INT, /* also true (1) and false (0) */
@@ -48,25 +50,13 @@ int vd_json_parse(const char *text, size_t len, struct vd_json_object *out,
 		  char *err, size_t errlen);
 void vd_json_object_free(struct vd_json_object *o);
 
-/* A growing output buffer; oom is set (and writes stop) when out of memory. */
-struct vd_jbuf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-void vd_jbuf_add(struct vd_jbuf *b, const void *data, size_t n);
-void vd_jbuf_addf(struct vd_jbuf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-void vd_jbuf_free(struct vd_jbuf *b);
-
 /* Append s (n bytes) as a JSON string; bytes that are not UTF-8 become
  * U+FFFD, so the output is always valid JSON. */
-void vd_json_put_string(struct vd_jbuf *b, const char *s, size_t n);
+void vd_json_put_string(struct vd_buf *b, const char *s, size_t n);
 /* Append a real so that it reads back as a real: 1.0, not 1; infinities
  * as 1e999 / -1e999 (JSON has no Inf; every reader maps those to Inf). */
-void vd_json_put_real(struct vd_jbuf *b, double r);
+void vd_json_put_real(struct vd_buf *b, double r);
 /* Append data base64-encoded (RFC 4648, with padding). */
-void vd_base64_put(struct vd_jbuf *b, const unsigned char *data, size_t n);
+void vd_base64_put(struct vd_buf *b, const unsigned char *data, size_t n);
 
 #endif

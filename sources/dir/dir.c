@@ -49,6 +49,10 @@
  *    switched (setgroups costs a credential copy per call): only when
  *    the backing file system answers EACCES are the caller's groups
  *    fetched and the call retried with them.
+ *
+ * This file holds the callbacks and the source's setup; nodes.c the node
+ * table and descriptor cache, listing.c the listing read-ahead, remote.c
+ * the probes of the backing file system (dir.h).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -68,566 +72,10 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "sources.h"
-
-/* Cached O_PATH descriptors; the hard limit here is 20,000 and every open
- * file of a client costs one more. */
-#define DIR_FD_CACHE 1024
-#define DIR_MAX_MOUNTS 64
-#define DIR_BUF 32768
-
-/* A file handle with room for the largest one the kernel makes. */
-union dir_fh {
-	struct file_handle h;
-	char bytes[sizeof(struct file_handle) + MAX_HANDLE_SZ];
-};
-
-struct dnode {
-	struct dnode *hnext;
-	struct dnode *lprev, *lnext; /* in the LRU while fd >= 0 */
-	dev_t dev;
-	ino_t ino;
-	int fd;	   /* cached O_PATH descriptor, or -1 */
-	int pins;  /* calls using fd right now */
-	int mnt;   /* index in dir_src.mounts */
-	bool dead; /* forgotten while pinned: freed by the last unpin */
-	bool link; /* a symbolic link */
-	struct statx_timestamp btime; /* birth time; tv_sec -1: unknown */
-	struct file_handle *fh;
-};
-
-struct dir_mount {
-	int id; /* mount id from name_to_handle_at */
-	int fd; /* any descriptor on that mount, for open_by_handle_at */
-};
-
-struct dir_src {
-	pthread_mutex_t lock;
-	struct dnode root;
-	struct dnode **buckets;
-	size_t nbuckets, count;
-	struct dnode lru; /* sentinel: lnext is the most recently used */
-	size_t nfds;
-	struct dir_mount mounts[DIR_MAX_MOUNTS];
-	int nmounts;
-	gid_t *groups; /* the serving process's own groups, to restore */
-	int ngroups;
-	/* The file system gives no handles (overlayfs without nfs_export,
-	 * FUSE), or we may not use them (not root): each node then keeps an
-	 * O_PATH descriptor of its own for life, and the folder can hold only
-	 * as many files in use as the descriptor limit allows. */
-	bool nohandles;
-	/* Read-ahead of listings: one thread reads a folder's next getdents64
-	 * batch while the kernel digests the last reply (started on first
-	 * use; a queue of handles under ra_lock). */
-	pthread_mutex_t ra_lock;
-	pthread_cond_t ra_cv;
-	struct dir_handle *ra_head, **ra_tail;
-	pthread_t ra_thread;
-	bool ra_started, ra_stop;
-};
-
-/* An open folder: a real descriptor and what getdents64 gave. */
-struct dir_handle {
-	pthread_mutex_t lock;
-	pthread_cond_t cv; /* ra_state changed */
-	int fd;
-	off_t next; /* offset of the entry at buf[pos] */
-	size_t pos, len;
-	char *buf;
-	/* Read-ahead: while ra_state is RA_QUEUED or RA_BUSY the read-ahead
-	 * thread owns fd's position and ra_buf; RA_DONE leaves ra_len bytes
-	 * (or -errno) there for the next batch. */
-	enum { RA_IDLE, RA_QUEUED, RA_BUSY, RA_DONE } ra_state;
-	long ra_len;
-	char *ra_buf;
-	struct dir_handle *ra_next;
-	char bufs[2][DIR_BUF];
-};
-
-struct linux_dirent64 {
-	ino64_t d_ino;
-	off64_t d_off;
-	unsigned short d_reclen;
-	unsigned char d_type;
-	char d_name[];
-};
+#include "dir/dir.h"
 
 static __thread bool tl_fs_private; /* this thread did unshare(CLONE_FS) */
 static __thread mode_t tl_umask;    /* this thread's umask when private */
-
-#define SRC(ctx) ((struct dir_src *)(ctx)->data)
-
-static struct dnode *N(struct dir_src *s, vd_node_t node)
-{
-	return node == VD_ROOT ? &s->root : (struct dnode *)(uintptr_t)node;
-}
-
-static vd_node_t ID(struct dir_src *s, struct dnode *n)
-{
-	return n == &s->root ? VD_ROOT : (vd_node_t)(uintptr_t)n;
-}
-
-static size_t hash_key(dev_t dev, ino_t ino, size_t nb)
-{
-	uint64_t k = (uint64_t)ino ^ ((uint64_t)dev << 47) ^ (uint64_t)dev;
-
-	k ^= k >> 33;
-	k *= 0xff51afd7ed558ccdULL;
-	k ^= k >> 33;
-	return (size_t)(k & (nb - 1));
-}
-
-/* The /proc path that reaches fd's inode, for calls with no fd form. */
-static void proc_path(char *buf, size_t len, int fd)
-{
-	snprintf(buf, len, "/proc/self/fd/%d", fd);
-}
-
-static void lru_unlink(struct dnode *n)
-{
-	n->lprev->lnext = n->lnext;
-	n->lnext->lprev = n->lprev;
-}
-
-static void lru_push(struct dir_src *s, struct dnode *n)
-{
-	n->lnext = s->lru.lnext;
-	n->lprev = &s->lru;
-	s->lru.lnext->lprev = n;
-	s->lru.lnext = n;
-}
-
-static void node_free(struct dnode *n)
-{
-	free(n->fh);
-	free(n);
-}
-
-/*
- * Drop cached descriptors beyond DIR_FD_CACHE, oldest first, skipping
- * pinned ones. Called under the lock; the descriptors go into out (at
- * most max) to be closed after it is released. Returns their count.
- */
-static int lru_trim(struct dir_src *s, int *out, int max)
-{
-	struct dnode *n = s->lru.lprev;
-	int k = 0;
-
-	while (s->nfds > DIR_FD_CACHE && n != &s->lru && k < max) {
-		struct dnode *prev = n->lprev;
-		if (n->pins == 0) {
-			lru_unlink(n);
-			out[k++] = n->fd;
-			n->fd = -1;
-			s->nfds--;
-		}
-		n = prev;
-	}
-	return k;
-}
-
-/*
- * Pin node n's O_PATH descriptor into *fd, opening it from the handle if
- * it is not cached. Every successful call is paired with unpin().
- */
-static int pin(struct dir_src *s, struct dnode *n, int *fd)
-{
-	union dir_fh h;
-	int mfd, nfd, old[8], k = 0;
-
-	if (n == &s->root) {
-		*fd = s->root.fd;
-		return 0;
-	}
-	pthread_mutex_lock(&s->lock);
-	n->pins++;
-	if (n->fd >= 0) {
-		if (!n->dead && n->fh) { /* in the LRU */
-			lru_unlink(n);
-			lru_push(s, n);
-		}
-		*fd = n->fd;
-		pthread_mutex_unlock(&s->lock);
-		return 0;
-	}
-	memcpy(&h, n->fh, sizeof(*n->fh) + n->fh->handle_bytes);
-	mfd = s->mounts[n->mnt].fd;
-	pthread_mutex_unlock(&s->lock);
-
-	nfd = open_by_handle_at(mfd, &h.h, O_PATH | O_CLOEXEC);
-	int err = errno;
-
-	pthread_mutex_lock(&s->lock);
-	if (nfd < 0) {
-		n->pins--;
-		bool gone = n->dead && n->pins == 0;
-		pthread_mutex_unlock(&s->lock);
-		if (gone)
-			node_free(n);
-		return -err;
-	}
-	if (n->fd >= 0) {
-		old[k++] = nfd; /* another thread was quicker */
-	} else if (n->dead) {
-		n->fd = nfd; /* closed by the unpin that frees n */
-	} else {
-		n->fd = nfd;
-		lru_push(s, n);
-		s->nfds++;
-		k += lru_trim(s, old + k, 7);
-	}
-	*fd = n->fd;
-	pthread_mutex_unlock(&s->lock);
-	while (k--)
-		close(old[k]);
-	return 0;
-}
-
-/* Release a pin taken by pin(); frees a node forgotten meanwhile. */
-static void unpin(struct dir_src *s, struct dnode *n)
-{
-	bool gone;
-
-	if (n == &s->root)
-		return;
-	pthread_mutex_lock(&s->lock);
-	gone = --n->pins == 0 && n->dead;
-	pthread_mutex_unlock(&s->lock);
-	if (gone) {
-		if (n->fd >= 0)
-			close(n->fd);
-		node_free(n);
-	}
-}
-
-/* open_by_handle_at() refuses an O_PATH descriptor for the mount, so a
- * mount's root is opened for reading (without blocking on a fifo or
- * taking a terminal, should a file be mounted there). */
-#define MOUNT_FD_FLAGS                                                         \
-	(O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC)
-
-/*
- * Index of the mount with id mnt_id in s->mounts, registering it with a
- * descriptor on it (dfd/name, or without name the file dfd itself).
- */
-static int mount_index(struct dir_src *s, int mnt_id, int dfd, const char *name)
-{
-	int i, fd;
-
-	pthread_mutex_lock(&s->lock);
-	for (i = 0; i < s->nmounts; i++) {
-		if (s->mounts[i].id == mnt_id) {
-			pthread_mutex_unlock(&s->lock);
-			return i;
-		}
-	}
-	pthread_mutex_unlock(&s->lock);
-	if (name) {
-		fd = openat(dfd, name, MOUNT_FD_FLAGS);
-	} else {
-		char path[64];
-		proc_path(path, sizeof(path), dfd);
-		fd = open(path, MOUNT_FD_FLAGS);
-	}
-	if (fd < 0)
-		return -errno;
-	pthread_mutex_lock(&s->lock);
-	for (i = 0; i < s->nmounts; i++) {
-		if (s->mounts[i].id == mnt_id)
-			break;
-	}
-	if (i == s->nmounts) {
-		if (i == DIR_MAX_MOUNTS) {
-			pthread_mutex_unlock(&s->lock);
-			close(fd);
-			return -EMFILE;
-		}
-		s->mounts[i].id = mnt_id;
-		s->mounts[i].fd = fd;
-		s->nmounts++;
-		fd = -1;
-	}
-	pthread_mutex_unlock(&s->lock);
-	if (fd >= 0)
-		close(fd);
-	return i;
-}
-
-static bool same_fh(const struct file_handle *a, const struct file_handle *b)
-{
-	return a->handle_bytes == b->handle_bytes &&
-	       a->handle_type == b->handle_type &&
-	       !memcmp(a->f_handle, b->f_handle, a->handle_bytes);
-}
-
-static void grow(struct dir_src *s)
-{
-	size_t nb = s->nbuckets * 2;
-	struct dnode **b = calloc(nb, sizeof(*b));
-
-	if (!b)
-		return; /* longer chains, still correct */
-	for (size_t i = 0; i < s->nbuckets; i++) {
-		struct dnode *n = s->buckets[i];
-		while (n) {
-			struct dnode *next = n->hnext;
-			size_t k = hash_key(n->dev, n->ino, nb);
-			n->hnext = b[k];
-			b[k] = n;
-			n = next;
-		}
-	}
-	free(s->buckets);
-	s->buckets = b;
-	s->nbuckets = nb;
-}
-
-/* The node for inode (dev, ino) in the table, or NULL. s->lock held. */
-static struct dnode *table_find(struct dir_src *s, dev_t dev, ino_t ino)
-{
-	struct dnode *n = s->buckets[hash_key(dev, ino, s->nbuckets)];
-
-	while (n && !(n->dev == dev && n->ino == ino))
-		n = n->hnext;
-	return n;
-}
-
-/* Put fresh, not in the table yet, into it. s->lock held. */
-static void table_add(struct dir_src *s, struct dnode *fresh)
-{
-	size_t k = hash_key(fresh->dev, fresh->ino, s->nbuckets);
-
-	fresh->hnext = s->buckets[k];
-	s->buckets[k] = fresh;
-	if (++s->count > s->nbuckets * 2)
-		grow(s);
-}
-
-/*
- * The node for the inode st describes, whose handle is h on mount mnt
- * (an index); made if new. A known inode with another handle (its number
- * was reused) takes the new one.
- */
-static int node_get(struct dir_src *s, const struct file_handle *h, int mnt,
-		    const struct stat *st, const struct statx_timestamp *bt,
-		    struct dnode **out)
-{
-	size_t hsz = sizeof(*h) + h->handle_bytes;
-	struct file_handle *copy = malloc(hsz);
-	struct dnode *n, *fresh = NULL;
-	int stale = -1;
-
-	if (!copy)
-		return -ENOMEM;
-	memcpy(copy, h, hsz);
-	if (st->st_dev == s->root.dev && st->st_ino == s->root.ino) {
-		free(copy);
-		*out = &s->root;
-		return 0;
-	}
-	pthread_mutex_lock(&s->lock);
-	n = table_find(s, st->st_dev, st->st_ino);
-	if (n) {
-		if (same_fh(n->fh, h)) {
-			n->btime = *bt;
-			pthread_mutex_unlock(&s->lock);
-			free(copy);
-			*out = n;
-			return 0;
-		}
-		free(n->fh);
-		n->fh = copy;
-		n->mnt = mnt;
-		n->link = S_ISLNK(st->st_mode);
-		n->btime = *bt;
-		if (n->fd >= 0 && n->pins == 0) {
-			lru_unlink(n);
-			stale = n->fd;
-			n->fd = -1;
-			s->nfds--;
-		}
-		pthread_mutex_unlock(&s->lock);
-		if (stale >= 0)
-			close(stale);
-		*out = n;
-		return 0;
-	}
-	pthread_mutex_unlock(&s->lock);
-
-	fresh = calloc(1, sizeof(*fresh));
-	if (!fresh) {
-		free(copy);
-		return -ENOMEM;
-	}
-	fresh->dev = st->st_dev;
-	fresh->ino = st->st_ino;
-	fresh->fd = -1;
-	fresh->mnt = mnt;
-	fresh->link = S_ISLNK(st->st_mode);
-	fresh->btime = *bt;
-	fresh->fh = copy;
-
-	pthread_mutex_lock(&s->lock);
-	n = table_find(s, st->st_dev, st->st_ino);
-	if (!n) {
-		table_add(s, fresh);
-		n = fresh;
-		fresh = NULL;
-	}
-	pthread_mutex_unlock(&s->lock);
-	if (fresh)
-		node_free(fresh); /* another thread made it first */
-	*out = n;
-	return 0;
-}
-
-/*
- * The node for dfd/name (name NULL: for the file dfd itself), with its
- * attributes in st.
- */
-/*
- * statx of dfd/name (name "": dfd itself) into st, with the birth time
- * in bt (tv_sec -1 when the file system keeps none).
- */
-static int stat_bt(int dfd, const char *name, struct stat *st,
-		   struct statx_timestamp *bt)
-{
-	struct statx x;
-	int flags = AT_SYMLINK_NOFOLLOW | (*name ? 0 : AT_EMPTY_PATH);
-
-	if (statx(dfd, name, flags, STATX_BASIC_STATS | STATX_BTIME, &x) < 0)
-		return -errno;
-	memset(st, 0, sizeof(*st));
-	st->st_dev = makedev(x.stx_dev_major, x.stx_dev_minor);
-	st->st_ino = x.stx_ino;
-	st->st_mode = x.stx_mode;
-	st->st_nlink = x.stx_nlink;
-	st->st_uid = x.stx_uid;
-	st->st_gid = x.stx_gid;
-	st->st_rdev = makedev(x.stx_rdev_major, x.stx_rdev_minor);
-	st->st_size = (off_t)x.stx_size;
-	st->st_blksize = x.stx_blksize;
-	st->st_blocks = (blkcnt_t)x.stx_blocks;
-	st->st_atim.tv_sec = x.stx_atime.tv_sec;
-	st->st_atim.tv_nsec = x.stx_atime.tv_nsec;
-	st->st_mtim.tv_sec = x.stx_mtime.tv_sec;
-	st->st_mtim.tv_nsec = x.stx_mtime.tv_nsec;
-	st->st_ctim.tv_sec = x.stx_ctime.tv_sec;
-	st->st_ctim.tv_nsec = x.stx_ctime.tv_nsec;
-	*bt = x.stx_btime;
-	if (!(x.stx_mask & STATX_BTIME))
-		bt->tv_sec = -1;
-	return 0;
-}
-
-/* The known node for st's inode if its birth time says it is the same
- * inode (not a reuse of the number), else NULL. */
-static struct dnode *node_known(struct dir_src *s, const struct stat *st,
-				const struct statx_timestamp *bt)
-{
-	struct dnode *n;
-
-	if (bt->tv_sec == -1)
-		return NULL;
-	if (st->st_dev == s->root.dev && st->st_ino == s->root.ino)
-		return &s->root;
-	pthread_mutex_lock(&s->lock);
-	n = table_find(s, st->st_dev, st->st_ino);
-	if (n &&
-	    (n->btime.tv_sec != bt->tv_sec || n->btime.tv_nsec != bt->tv_nsec))
-		n = NULL;
-	pthread_mutex_unlock(&s->lock);
-	return n;
-}
-
-/*
- * node_at() without handles: the node for st's inode holds an O_PATH
- * descriptor of dfd/name (name NULL: of the file dfd itself). A known
- * inode takes the new descriptor (its number may have been reused).
- */
-static int node_at_fd(struct dir_src *s, int dfd, const char *name,
-		      const struct stat *st, const struct statx_timestamp *bt,
-		      struct dnode **out)
-{
-	struct dnode *n, *fresh;
-	char path[64];
-	int fd, old = -1;
-
-	if (st->st_dev == s->root.dev && st->st_ino == s->root.ino) {
-		*out = &s->root;
-		return 0;
-	}
-	if (name) {
-		fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	} else {
-		proc_path(path, sizeof(path), dfd);
-		fd = open(path, O_PATH | O_CLOEXEC);
-	}
-	if (fd < 0)
-		return -errno;
-	fresh = calloc(1, sizeof(*fresh));
-	if (!fresh) {
-		close(fd);
-		return -ENOMEM;
-	}
-	fresh->dev = st->st_dev;
-	fresh->ino = st->st_ino;
-	fresh->link = S_ISLNK(st->st_mode);
-	fresh->btime = *bt;
-	fresh->fd = fd;
-	pthread_mutex_lock(&s->lock);
-	n = table_find(s, st->st_dev, st->st_ino);
-	if (n) {
-		if (n->pins == 0) {
-			old = n->fd;
-			n->fd = fd;
-			n->btime = *bt;
-			n->link = fresh->link;
-		} else {
-			old = fd; /* in use: keep the one it has */
-		}
-	} else {
-		table_add(s, fresh);
-		n = fresh;
-		fresh = NULL;
-	}
-	pthread_mutex_unlock(&s->lock);
-	if (old >= 0)
-		close(old);
-	free(fresh);
-	*out = n;
-	return 0;
-}
-
-/*
- * The node for dfd/name (name NULL: for the file dfd itself), with its
- * attributes in st.
- */
-static int node_at(struct dir_src *s, int dfd, const char *name,
-		   struct dnode **out, struct stat *st)
-{
-	struct statx_timestamp bt;
-	union dir_fh h;
-	int mnt_id, mnt, r;
-
-	r = stat_bt(dfd, name ? name : "", st, &bt);
-	if (r)
-		return r;
-	*out = node_known(s, st, &bt);
-	if (*out)
-		return 0;
-	if (s->nohandles)
-		return node_at_fd(s, dfd, name, st, &bt, out);
-	h.h.handle_bytes = MAX_HANDLE_SZ;
-	if (name_to_handle_at(dfd, name ? name : "", &h.h, &mnt_id,
-			      name ? 0 : AT_EMPTY_PATH) < 0)
-		return -errno;
-	mnt = mount_index(s, mnt_id, dfd, name);
-	if (mnt < 0)
-		return mnt;
-	return node_get(s, &h.h, mnt, st, &bt, out);
-}
 
 /* A creating call, run by with_caller() under the caller's identity. */
 enum mk_kind { MK_OPEN, MK_TMPFILE, MK_MKNOD, MK_MKDIR, MK_SYMLINK };
@@ -739,13 +187,13 @@ static int node_open(struct dir_src *s, struct dnode *n, int flags)
 	}
 	if (s->nohandles) {
 		char path[64];
-		int pfd, r = pin(s, n, &pfd);
+		int pfd, r = dir_pin(s, n, &pfd);
 		if (r)
 			return r;
-		proc_path(path, sizeof(path), pfd);
+		dir_proc_path(path, sizeof(path), pfd);
 		fd = open(path, flags);
 		r = fd < 0 ? -errno : fd;
-		unpin(s, n);
+		dir_unpin(s, n);
 		return r;
 	}
 	pthread_mutex_lock(&s->lock);
@@ -765,11 +213,11 @@ static int dir_lookup(const struct vd_ctx *ctx, vd_node_t parent,
 	struct dnode *p = N(s, parent), *n;
 	int pfd, r;
 
-	r = pin(s, p, &pfd);
+	r = dir_pin(s, p, &pfd);
 	if (r)
 		return r;
-	r = node_at(s, pfd, name, &n, st);
-	unpin(s, p);
+	r = dir_node_at(s, pfd, name, &n, st);
+	dir_unpin(s, p);
 	if (r == 0)
 		*node = ID(s, n);
 	return r;
@@ -780,24 +228,18 @@ static int dir_lookup(const struct vd_ctx *ctx, vd_node_t parent,
 static void dir_forget(void *data, vd_node_t node)
 {
 	struct dir_src *s = data;
-	struct dnode *n = N(s, node), **pp;
+	struct dnode *n = N(s, node);
 	bool now;
 	int fd = -1;
 
 	if (n == &s->root)
 		return;
 	pthread_mutex_lock(&s->lock);
-	pp = &s->buckets[hash_key(n->dev, n->ino, s->nbuckets)];
-	while (*pp && *pp != n)
-		pp = &(*pp)->hnext;
-	if (*pp) {
-		*pp = n->hnext;
-		s->count--;
-	}
+	vd_htab_del(&s->nodes, &n->hl);
 	now = n->pins == 0;
 	if (n->fd >= 0) {
 		if (n->fh) {
-			lru_unlink(n);
+			dir_lru_unlink(n);
 			s->nfds--;
 		}
 		if (now) {
@@ -810,7 +252,7 @@ static void dir_forget(void *data, vd_node_t node)
 	if (fd >= 0)
 		close(fd);
 	if (now)
-		node_free(n);
+		dir_node_free(n);
 }
 
 static int dir_getattr(const struct vd_ctx *ctx, vd_node_t node,
@@ -822,13 +264,13 @@ static int dir_getattr(const struct vd_ctx *ctx, vd_node_t node,
 
 	if (fi && fi->fh)
 		return fstat((int)fi->fh, st) < 0 ? -errno : 0;
-	r = pin(s, n, &fd);
+	r = dir_pin(s, n, &fd);
 	if (r)
 		return r;
 	r = fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0
 		    ? -errno
 		    : 0;
-	unpin(s, n);
+	dir_unpin(s, n);
 	return r;
 }
 
@@ -838,7 +280,7 @@ static int set_attrs(struct dnode *n, int fd, int ofd, const struct stat *st,
 {
 	char path[64];
 
-	proc_path(path, sizeof(path), fd);
+	dir_proc_path(path, sizeof(path), fd);
 	if (to_set & VD_SET_MODE) {
 		if (n->link)
 			return -EOPNOTSUPP;
@@ -881,13 +323,13 @@ static int dir_setattr(const struct vd_ctx *ctx, vd_node_t node,
 	int ofd = fi && fi->fh ? (int)fi->fh : -1;
 	int fd, r;
 
-	r = pin(s, n, &fd);
+	r = dir_pin(s, n, &fd);
 	if (r)
 		return r;
 	r = set_attrs(n, fd, ofd, st, to_set);
 	if (r == 0 && fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW))
 		r = -errno;
-	unpin(s, n);
+	dir_unpin(s, n);
 	return r;
 }
 
@@ -901,12 +343,12 @@ static int dir_readlink(const struct vd_ctx *ctx, vd_node_t node, char *buf,
 
 	if (size == 0)
 		return -EINVAL;
-	r = pin(s, n, &fd);
+	r = dir_pin(s, n, &fd);
 	if (r)
 		return r;
 	len = readlinkat(fd, "", buf, size - 1);
 	r = len < 0 ? -errno : 0;
-	unpin(s, n);
+	dir_unpin(s, n);
 	if (r == 0)
 		buf[len] = '\0';
 	return r;
@@ -921,13 +363,13 @@ static int make_node(const struct vd_ctx *ctx, vd_node_t parent, struct mk m,
 	struct dnode *p = N(s, parent), *n;
 	int r;
 
-	r = pin(s, p, &m.dfd);
+	r = dir_pin(s, p, &m.dfd);
 	if (r)
 		return r;
 	r = with_caller(ctx, m);
 	if (r == 0)
-		r = node_at(s, m.dfd, m.name, &n, st);
-	unpin(s, p);
+		r = dir_node_at(s, m.dfd, m.name, &n, st);
+	dir_unpin(s, p);
 	if (r == 0)
 		*node = ID(s, n);
 	return r;
@@ -969,11 +411,11 @@ static int remove_name(const struct vd_ctx *ctx, vd_node_t parent,
 	struct dnode *p = N(s, parent);
 	int pfd, r;
 
-	r = pin(s, p, &pfd);
+	r = dir_pin(s, p, &pfd);
 	if (r)
 		return r;
 	r = unlinkat(pfd, name, flags) < 0 ? -errno : 0;
-	unpin(s, p);
+	dir_unpin(s, p);
 	return r;
 }
 
@@ -997,15 +439,15 @@ static int dir_rename(const struct vd_ctx *ctx, vd_node_t parent,
 	struct dnode *p = N(s, parent), *np = N(s, newparent);
 	int pfd, npfd, r;
 
-	r = pin(s, p, &pfd);
+	r = dir_pin(s, p, &pfd);
 	if (r)
 		return r;
-	r = pin(s, np, &npfd);
+	r = dir_pin(s, np, &npfd);
 	if (r == 0) {
 		r = renameat2(pfd, name, npfd, newname, flags) < 0 ? -errno : 0;
-		unpin(s, np);
+		dir_unpin(s, np);
 	}
-	unpin(s, p);
+	dir_unpin(s, p);
 	return r;
 }
 
@@ -1020,7 +462,7 @@ static int link_fd(int fd, int dfd, const char *name)
 		return 0;
 	if (errno != EPERM && errno != ENOENT)
 		return -errno;
-	proc_path(path, sizeof(path), fd);
+	dir_proc_path(path, sizeof(path), fd);
 	if (linkat(AT_FDCWD, path, dfd, name, AT_SYMLINK_FOLLOW) < 0)
 		return -errno;
 	return 0;
@@ -1033,18 +475,18 @@ static int dir_link(const struct vd_ctx *ctx, vd_node_t node,
 	struct dnode *n = N(s, node), *np = N(s, newparent);
 	int fd, npfd, r;
 
-	r = pin(s, n, &fd);
+	r = dir_pin(s, n, &fd);
 	if (r)
 		return r;
-	r = pin(s, np, &npfd);
+	r = dir_pin(s, np, &npfd);
 	if (r == 0) {
 		r = link_fd(fd, npfd, newname);
 		if (r == 0 && fstatat(fd, "", st,
 				      AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 			r = -errno;
-		unpin(s, np);
+		dir_unpin(s, np);
 	}
-	unpin(s, n);
+	dir_unpin(s, n);
 	return r;
 }
 
@@ -1147,93 +589,6 @@ static bool is_dot(const char *name)
  * READDIRPLUS also finds each entry's node and attributes, which saves
  * the kernel a LOOKUP per entry for `ls -l`. A node made for an entry
  * that no longer fits the buffer stays in the table unreferenced until
- * a later lookup hands it out (and its forget frees it).
- */
-/* The read-ahead thread: one getdents64 per queued handle. */
-static void *ra_main(void *arg)
-{
-	struct dir_src *s = arg;
-	struct dir_handle *h;
-	long n;
-
-	pthread_mutex_lock(&s->ra_lock);
-	for (;;) {
-		while (!s->ra_head && !s->ra_stop)
-			pthread_cond_wait(&s->ra_cv, &s->ra_lock);
-		if (!s->ra_head)
-			break;
-		h = s->ra_head;
-		s->ra_head = h->ra_next;
-		if (!s->ra_head)
-			s->ra_tail = &s->ra_head;
-		pthread_mutex_unlock(&s->ra_lock);
-
-		pthread_mutex_lock(&h->lock);
-		h->ra_state = RA_BUSY;
-		pthread_mutex_unlock(&h->lock);
-		n = syscall(SYS_getdents64, h->fd, h->ra_buf, DIR_BUF);
-		pthread_mutex_lock(&h->lock);
-		h->ra_len = n < 0 ? -errno : n;
-		h->ra_state = RA_DONE;
-		pthread_cond_broadcast(&h->cv);
-		pthread_mutex_unlock(&h->lock);
-
-		pthread_mutex_lock(&s->ra_lock);
-	}
-	pthread_mutex_unlock(&s->ra_lock);
-	return NULL;
-}
-
-/* Queue h for read-ahead (h->lock held, ra_state RA_IDLE). Without a
- * thread (it could not start) nothing is queued: reads stay inline. */
-static void ra_queue(struct dir_src *s, struct dir_handle *h)
-{
-	pthread_mutex_lock(&s->ra_lock);
-	if (!s->ra_started && !s->ra_stop) {
-		s->ra_started =
-			pthread_create(&s->ra_thread, NULL, ra_main, s) == 0;
-	}
-	if (s->ra_started && !s->ra_stop) {
-		h->ra_next = NULL;
-		*s->ra_tail = h;
-		s->ra_tail = &h->ra_next;
-		h->ra_state = RA_QUEUED;
-		pthread_cond_signal(&s->ra_cv);
-	}
-	pthread_mutex_unlock(&s->ra_lock);
-}
-
-/* Wait out a queued or running read-ahead of h (h->lock held). */
-static void ra_wait(struct dir_handle *h)
-{
-	while (h->ra_state == RA_QUEUED || h->ra_state == RA_BUSY)
-		pthread_cond_wait(&h->cv, &h->lock);
-}
-
-/* The next batch of h into h->buf: the read-ahead one if there is one.
- * Returns the bytes (0 at the end) or -errno. */
-static long next_batch(struct dir_handle *h)
-{
-	char *t;
-
-	ra_wait(h);
-	if (h->ra_state == RA_DONE) {
-		h->ra_state = RA_IDLE;
-		t = h->buf;
-		h->buf = h->ra_buf;
-		h->ra_buf = t;
-		return h->ra_len;
-	}
-	long n = syscall(SYS_getdents64, h->fd, h->buf, DIR_BUF);
-	return n < 0 ? -errno : n;
-}
-
-/*
- * List from off; the offset of each entry is the backing d_off. A plain
- * listing hands node 0 with the type and inode number from getdents64;
- * READDIRPLUS also finds each entry's node and attributes, which saves
- * the kernel a LOOKUP per entry for `ls -l`. A node made for an entry
- * that no longer fits the buffer stays in the table unreferenced until
  * a later lookup hands it out (and its forget frees it). Once a reply is
  * full, the next batch is read ahead on another thread, so that reading the
  * backing folder overlaps with the kernel's share of the listing.
@@ -1251,7 +606,7 @@ static int dir_readdir(const struct vd_ctx *ctx, vd_node_t node,
 	(void)node;
 	pthread_mutex_lock(&h->lock);
 	if (off != h->next) {
-		ra_wait(h);
+		dir_ra_wait(h);
 		h->ra_state = RA_IDLE; /* what it read is for another place */
 		if (lseek(h->fd, off, SEEK_SET) < 0) {
 			r = -errno;
@@ -1262,7 +617,7 @@ static int dir_readdir(const struct vd_ctx *ctx, vd_node_t node,
 	}
 	for (;;) {
 		if (h->pos >= h->len) {
-			long n = next_batch(h);
+			long n = dir_next_batch(h);
 			if (n < 0) {
 				r = (int)n;
 				break;
@@ -1275,7 +630,7 @@ static int dir_readdir(const struct vd_ctx *ctx, vd_node_t node,
 		struct linux_dirent64 *e = (void *)(h->buf + h->pos);
 		struct dnode *n = NULL;
 		if (!fi->readdirplus || is_dot(e->d_name) ||
-		    node_at(s, h->fd, e->d_name, &n, &st) != 0) {
+		    dir_node_at(s, h->fd, e->d_name, &n, &st) != 0) {
 			memset(&st, 0, sizeof(st));
 			st.st_ino = e->d_ino;
 			st.st_mode = DTTOIF(e->d_type);
@@ -1289,7 +644,7 @@ static int dir_readdir(const struct vd_ctx *ctx, vd_node_t node,
 		h->next = e->d_off;
 	}
 	if (full && h->ra_state == RA_IDLE)
-		ra_queue(s, h);
+		dir_ra_queue(s, h);
 out:
 	pthread_mutex_unlock(&h->lock);
 	return r;
@@ -1302,7 +657,7 @@ static int dir_releasedir(const struct vd_ctx *ctx, vd_node_t node,
 
 	(void)ctx, (void)node;
 	pthread_mutex_lock(&h->lock);
-	ra_wait(h);
+	dir_ra_wait(h);
 	pthread_mutex_unlock(&h->lock);
 	close(h->fd);
 	pthread_cond_destroy(&h->cv);
@@ -1328,11 +683,11 @@ static int dir_statfs(const struct vd_ctx *ctx, vd_node_t node,
 	struct dnode *n = N(s, node);
 	int fd, r;
 
-	r = pin(s, n, &fd);
+	r = dir_pin(s, n, &fd);
 	if (r)
 		return r;
 	r = fstatvfs(fd, st) < 0 ? -errno : 0;
-	unpin(s, n);
+	dir_unpin(s, n);
 	return r;
 }
 
@@ -1352,10 +707,10 @@ static int xattr_call(const struct vd_ctx *ctx, vd_node_t node,
 	ssize_t r;
 	int fd, e;
 
-	e = pin(s, n, &fd);
+	e = dir_pin(s, n, &fd);
 	if (e)
 		return e;
-	proc_path(path, sizeof(path), fd);
+	dir_proc_path(path, sizeof(path), fd);
 	switch (kind) {
 	case XA_SET:
 		r = setxattr(path, name, value, size, flags);
@@ -1371,7 +726,7 @@ static int xattr_call(const struct vd_ctx *ctx, vd_node_t node,
 		break;
 	}
 	e = errno;
-	unpin(s, n);
+	dir_unpin(s, n);
 	if (r < 0)
 		return -e;
 	return r > INT_MAX ? -E2BIG : (int)r;
@@ -1410,14 +765,14 @@ static int make_open(const struct vd_ctx *ctx, vd_node_t parent, struct mk m,
 	struct dnode *p = N(s, parent), *n;
 	int fd, r;
 
-	r = pin(s, p, &m.dfd);
+	r = dir_pin(s, p, &m.dfd);
 	if (r)
 		return r;
 	fd = with_caller(ctx, m);
-	unpin(s, p);
+	dir_unpin(s, p);
 	if (fd < 0)
 		return fd;
-	r = node_at(s, fd, NULL, &n, st);
+	r = dir_node_at(s, fd, NULL, &n, st);
 	if (r) {
 		close(fd);
 		return r;
@@ -1494,20 +849,22 @@ static void dir_destroy(void *data)
 	pthread_cond_destroy(&s->ra_cv);
 	pthread_mutex_destroy(&s->ra_lock);
 
-	for (size_t i = 0; i < s->nbuckets; i++) {
-		struct dnode *n = s->buckets[i];
-		while (n) {
-			struct dnode *next = n->hnext;
+	for (size_t i = 0; i < s->nodes.nb; i++) {
+		struct vd_hlink *l = vd_htab_bucket(&s->nodes, i), *next;
+
+		for (; l; l = next) {
+			struct dnode *n = vd_container_of(l, struct dnode, hl);
+
+			next = l->next;
 			if (n->fd >= 0)
 				close(n->fd);
-			node_free(n);
-			n = next;
+			dir_node_free(n);
 		}
 	}
 	for (int i = 0; i < s->nmounts; i++)
 		close(s->mounts[i].fd);
 	close(s->root.fd);
-	free(s->buckets);
+	vd_htab_fini(&s->nodes);
 	free(s->groups);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
@@ -1560,55 +917,6 @@ static void fill_dir_ops_remote(void)
 	dir_ops_remote.flags &= ~VD_OPS_QUICK;
 }
 
-/* Whether the folder's file system may answer slowly (network, FUSE). */
-static bool remote_fs(int fd)
-{
-	static const unsigned long remote[] = {
-		0x6969 /* NFS */,      0xFF534D42 /* CIFS */,
-		0xFE534D42 /* SMB2 */, 0x517B /* SMB */,
-		0x65735546 /* FUSE */, 0x01021997 /* 9P */,
-		0x00C36400 /* Ceph */, 0x5346414F /* AFS */,
-		0x47504653 /* GPFS */, 0x0BD00BD0 /* Lustre */,
-		0x73757245 /* Coda */, 0x564C /* NCP */,
-	};
-	struct statfs sf;
-
-	if (fstatfs(fd, &sf) != 0)
-		return true;
-	for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++)
-		if ((unsigned long)sf.f_type == remote[i])
-			return true;
-	return false;
-}
-
-/*
- * Whether files can be reopened from handles here: the file system makes
- * them and we may use them (CAP_DAC_READ_SEARCH). If so, registers the
- * root's mount for open_by_handle_at().
- */
-static bool handles_work(struct dir_src *s)
-{
-	union dir_fh h;
-	int mnt_id, mfd, fd;
-
-	h.h.handle_bytes = MAX_HANDLE_SZ;
-	if (name_to_handle_at(s->root.fd, "", &h.h, &mnt_id, AT_EMPTY_PATH) < 0)
-		return false;
-	mfd = openat(s->root.fd, ".", MOUNT_FD_FLAGS);
-	if (mfd < 0)
-		return false;
-	fd = open_by_handle_at(mfd, &h.h, O_PATH | O_CLOEXEC);
-	if (fd < 0) {
-		close(mfd);
-		return false;
-	}
-	close(fd);
-	s->mounts[0].id = mnt_id;
-	s->mounts[0].fd = mfd;
-	s->nmounts = 1;
-	return true;
-}
-
 /* Fill the root node of s from the folder at path. */
 static int open_root(struct dir_src *s, const char *path, char *err,
 		     size_t errlen)
@@ -1634,7 +942,7 @@ static int open_root(struct dir_src *s, const char *path, char *err,
 	}
 	s->root.dev = st.st_dev;
 	s->root.ino = st.st_ino;
-	s->nohandles = !handles_work(s);
+	s->nohandles = !dir_handles_work(s);
 	return 0;
 }
 
@@ -1672,12 +980,11 @@ static int dir_src_open(const char *arg, const struct vd_ops **ops, void **data,
 	s->ra_tail = &s->ra_head;
 	s->root.fd = -1;
 	s->lru.lnext = s->lru.lprev = &s->lru;
-	s->nbuckets = 4096;
-	s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
+	r = vd_htab_init(&s->nodes, 4096);
 	s->ngroups = getgroups(0, NULL);
 	if (s->ngroups > 0)
 		s->groups = calloc((size_t)s->ngroups, sizeof(gid_t));
-	if (!s->buckets || (s->ngroups > 0 && !s->groups)) {
+	if (r || (s->ngroups > 0 && !s->groups)) {
 		snprintf(err, errlen, "dir: out of memory");
 		r = -ENOMEM;
 		goto fail;
@@ -1691,7 +998,7 @@ static int dir_src_open(const char *arg, const struct vd_ops **ops, void **data,
 		goto fail;
 	raise_fd_limit();
 	*ops = &dir_ops;
-	if (remote_fs(s->root.fd)) {
+	if (dir_remote_fs(s->root.fd)) {
 		pthread_once(&dir_ops_remote_once, fill_dir_ops_remote);
 		*ops = &dir_ops_remote;
 	}
@@ -1702,7 +1009,7 @@ fail:
 		close(s->mounts[i].fd);
 	if (s->root.fd >= 0)
 		close(s->root.fd);
-	free(s->buckets);
+	vd_htab_fini(&s->nodes);
 	free(s->groups);
 	pthread_cond_destroy(&s->ra_cv);
 	pthread_mutex_destroy(&s->ra_lock);
