@@ -145,6 +145,15 @@ typedef int (*vd_fill_fn)(void *buf, const char *name, vd_node_t node,
  * drive without it lets the kernel skip a getxattr(security.capability)
  * per write (HANDLE_KILLPRIV_V2): passthrough writes bypass that check. */
 #define VD_OPS_BACKING (1u << 3)
+/* The library may keep a copy of a file's bytes in a local cache folder
+ * and serve opens from it by kernel passthrough (native-speed reads and
+ * writes, mmap): it fills the copy with read() on the first open, writes
+ * it back with write() (and setattr for the size) on fsync, close and a
+ * few seconds after the last change, and refills it after
+ * vd_drive_invalidate_node() or when the file's size or mtime changed. For
+ * a source with no real files of its own (sqlite:, mem:, remote ones).
+ * Options cache, cache_size, cache_fill_max; docs/cache.md. */
+#define VD_OPS_CACHE (1u << 4)
 
 /*
  * The callback table.
@@ -360,7 +369,13 @@ int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
  *   "yes" fails the mount without them; "auto", the default, uses it for
  *   VD_OPS_QUICK sources when both are there),
  *   isolate (admit callers from this mount namespace only, as
- *   vd_drive_allow(d, 0): for a drive a privileged container mounts).
+ *   vd_drive_allow(d, 0): for a drive a privileged container mounts),
+ *   cache=yes|no|DIR (VD_OPS_CACHE sources: the body cache, on by default
+ *   where the kernel allows passthrough; DIR, an absolute path, is its
+ *   folder, default /var/cache/vdrive/NAME for root, else
+ *   $XDG_CACHE_HOME/vdrive/NAME), cache_size=BYTES (K/M/G/T suffixes; the
+ *   limit, default a quarter of the folder's file system, at most 8G),
+ *   cache_fill_max=BYTES (larger files are not cached; default 1G).
  * Returns -EINVAL, with a message from vd_drive_error(), on a bad option.
  * Only before mounting.
  */

@@ -2745,7 +2745,8 @@ static void sq_destroy(void *data)
 static const struct vd_ops sq_ops = {
 	/* QUICK: every callback runs under s->lock, so one thread per CPU
 	 * (io_uring) loses no concurrency, and saves a wakeup per request. */
-	.flags = VD_OPS_THREAD_SAFE | VD_OPS_EXCLUSIVE | VD_OPS_QUICK,
+	.flags = VD_OPS_THREAD_SAFE | VD_OPS_EXCLUSIVE | VD_OPS_QUICK |
+		 VD_OPS_CACHE,
 	.destroy = sq_destroy,
 	.lookup = sq_lookup,
 	.forget = sq_forget,
