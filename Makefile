@@ -110,6 +110,11 @@ $(B)/tests/%: tests/unit/%.c tests/unit/tap.h $(B)/libvdsources.a $(B)/libvdrive
 	$(CC) $(CFLAGS) -Isources -Itests $(LDFLAGS) $(RPATH) -o $@ $< \
 		$(B)/libvdsources.a -L$(B) -lvdrive $(SQLITE_LIBS) -lpthread
 
+# The one helper that is a drive itself.
+$(B)/tests/cache_drive: tests/helpers/cache_drive.c include/vdrive.h $(B)/libvdrive.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(RPATH) -o $@ $< -L$(B) -lvdrive -lpthread
+
 $(B)/tests/%: tests/helpers/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
