@@ -684,7 +684,8 @@ void vd_cache_open(struct vd_drive *d, fuse_req_t req, const struct vd_ctx *c,
 		pthread_mutex_unlock(&k->lock);
 		fi->backing_id = id;
 		fi->keep_cache = 0;
-		fi->noflush = !wr; /* a reader's close has nothing to send */
+		/* A reader's close has nothing to write back. */
+		fi->noflush = !wr && !d->ops.flush;
 		return;
 	}
 	if (b)

@@ -404,6 +404,7 @@ int vd_drive_mount(struct vd_drive *d, const char *mountpoint)
 	argv[3] = NULL;
 	args = (struct fuse_args)FUSE_ARGS_INIT(3, argv);
 	d->se = fuse_session_new(&args, &vd_fuse_ops, sizeof(vd_fuse_ops), d);
+	fuse_opt_free_args(&args); /* what libfuse added to them */
 	if (!d->se) {
 		vd_set_error(d, "cannot create a FUSE session");
 		return -EIO;

@@ -353,5 +353,6 @@ int main(int argc, char **argv)
 		}
 	}
 	printf("1..%d\n", ntest);
+	fflush(stdout); /* before LeakSanitizer's exit, in sanitizer builds */
 	return nfail ? 1 : 0;
 }
