@@ -635,8 +635,9 @@ void vd_cache_open(struct vd_drive *d, fuse_req_t req, const struct vd_ctx *c,
 		pthread_mutex_lock(&d->nodes.lock);
 		int mode = e->io_opens ? e->io_mode : IO_NONE;
 		pthread_mutex_unlock(&d->nodes.lock);
-		if (mode == IO_FUSE || k->off || vf->direct_io ||
-		    (create && mode == IO_NONE))
+		/* Opens in passthrough hold their body: always follow. */
+		if (mode == IO_FUSE ||
+		    (mode == IO_NONE && (k->off || vf->direct_io || create)))
 			break;
 		if (!b)
 			b = body_get(d, c, node, vf->flags);
@@ -654,10 +655,12 @@ void vd_cache_open(struct vd_drive *d, fuse_req_t req, const struct vd_ctx *c,
 			 * agree on the id and the mode. */
 			pthread_mutex_lock(&b->lock);
 			if (b->backing_id <= 0) {
+				errno = 0;
 				id = fuse_passthrough_open(req, b->fd);
 				if (id > 0) {
 					b->backing_id = id;
-				} else if (!k->off) {
+				} else if (errno == EPERM && !k->off) {
+					/* Not for this process at all. */
 					k->off = true;
 					vd_log(d, "cache: off, the kernel "
 						  "refused a backing file "
