@@ -98,7 +98,7 @@ if [ -x "$FSX" ]; then
 else
 	skip "fsx" "$FSX not built (make)"
 fi
-n=$(find "$C" -type f | xargs stat -c '%a' | sort -u | tr '\n' ' ')
+n=$(find "$C" -type f -exec stat -c '%a' {} + | sort -u | tr '\n' ' ')
 [ "$n" = "600 " ]
 ok $? "every file in the cache folder is 0600 ($n)"
 vd_umount "$M"
@@ -171,12 +171,19 @@ ok $? "... which reached the database"
 vd_umount "$M"
 
 # Bad option values fail the mount with a message.
-out=$("$VDRIVE" mount "sqlite:$DB" "$M" -o cache_size=lots 2>&1)
-[ $? != 0 ] && grep -q "cache_size" <<<"$out" && ! vd_mounted "$M"
-ok $? "cache_size=lots is refused: $out"
-out=$("$VDRIVE" mount "sqlite:$DB" "$M" -o cache=relative/dir 2>&1)
-[ $? != 0 ] && grep -q "cache" <<<"$out" && ! vd_mounted "$M"
-ok $? "cache=relative/dir is refused: $out"
+for o in cache_size=lots cache=relative/dir cache_fill_max=-1; do
+	if out=$("$VDRIVE" mount "sqlite:$DB" "$M" -o "$o" 2>&1); then
+		vd_umount "$M"
+		ok 1 "-o $o is refused"
+	else
+		grep -q "${o%%=*}" <<<"$out" && ! vd_mounted "$M"
+		ok $? "-o $o is refused: $out"
+	fi
+done
+vd_mount "sqlite:$DB" "$M" -o cache=no
+cmp -s "$t/a" "$M/a"
+ok $? "... and the data is intact"
+vd_umount "$M"
 
 # A source that changes under the drive, and one whose writes fail.
 if [ -x "$CD" ]; then
