@@ -284,9 +284,15 @@ static bool make_room(struct vd_drive *d, uint64_t need)
 		return false;
 	while (k->used + need > k->limit && b) {
 		prev = b->prev;
-		/* A body nobody references is closed unless dirty. */
-		if (b->refs == 0 && b->pins == 0 && b->fd < 0)
-			body_drop(d, b);
+		/* Nobody holds it (refs only grow under our lock): drop it
+		 * unless it is dirty. */
+		if (b->refs == 0 && b->pins == 0 &&
+		    pthread_mutex_trylock(&b->lock) == 0) {
+			bool dirty = body_dirty(d, b, NULL);
+			pthread_mutex_unlock(&b->lock);
+			if (!dirty)
+				body_drop(d, b);
+		}
 		b = prev;
 	}
 	return k->used + need <= k->limit;
@@ -615,6 +621,31 @@ static struct vd_body *body_ref(struct vd_cache *k, vd_node_t node)
 	return b;
 }
 
+/* The kernel's backing id for b's file, registered on first use; 0 if
+ * the kernel refuses it (without CAP_SYS_ADMIN: then the cache goes off). */
+static int body_backing(struct vd_drive *d, fuse_req_t req, struct vd_body *b)
+{
+	struct vd_cache *k = d->cache;
+	int id;
+
+	pthread_mutex_lock(&b->lock);
+	if (b->backing_id <= 0 && b->fd >= 0) {
+		errno = 0;
+		id = fuse_passthrough_open(req, b->fd);
+		if (id > 0) {
+			b->backing_id = id;
+		} else if (errno == EPERM && !k->off) {
+			/* Not for this process at all. */
+			k->off = true;
+			vd_log(d, "cache: off, the kernel refused a backing "
+				  "file (needs CAP_SYS_ADMIN)");
+		}
+	}
+	id = b->backing_id;
+	pthread_mutex_unlock(&b->lock);
+	return id;
+}
+
 void vd_cache_open(struct vd_drive *d, fuse_req_t req, const struct vd_ctx *c,
 		   fuse_ino_t ino, vd_node_t node, const struct vd_file *vf,
 		   struct fuse_file_info *fi, bool create)
@@ -641,40 +672,23 @@ void vd_cache_open(struct vd_drive *d, fuse_req_t req, const struct vd_ctx *c,
 			break;
 		if (!b)
 			b = body_get(d, c, node, vf->flags);
+		/* The backing id first, outside the node table's lock: a
+		 * fill or write-back may hold the body a while. */
+		id = b ? body_backing(d, req, b) : 0;
 		pthread_mutex_lock(&d->nodes.lock);
 		if (e->io_opens && e->io_mode != IO_PT) {
 			pthread_mutex_unlock(&d->nodes.lock);
 			break; /* another open went the ordinary way */
 		}
-		if (!b && e->io_opens) {
+		if (id <= 0 && e->io_opens) {
 			pthread_mutex_unlock(&d->nodes.lock);
 			continue; /* passthrough opens hold one: get it */
 		}
-		if (b) {
-			/* Under the entry's lock, so that concurrent opens
-			 * agree on the id and the mode. */
-			pthread_mutex_lock(&b->lock);
-			if (b->backing_id <= 0) {
-				errno = 0;
-				id = fuse_passthrough_open(req, b->fd);
-				if (id > 0) {
-					b->backing_id = id;
-				} else if (errno == EPERM && !k->off) {
-					/* Not for this process at all. */
-					k->off = true;
-					vd_log(d, "cache: off, the kernel "
-						  "refused a backing file "
-						  "(needs CAP_SYS_ADMIN)");
-				}
-			}
-			id = b->backing_id;
-			pthread_mutex_unlock(&b->lock);
-			if (id > 0) {
-				e->io_opens++;
-				e->io_mode = IO_PT;
-				e->had_pt = true;
-				pt = true;
-			}
+		if (id > 0) {
+			e->io_opens++;
+			e->io_mode = IO_PT;
+			e->had_pt = true;
+			pt = true;
 		}
 		pthread_mutex_unlock(&d->nodes.lock);
 		break;
@@ -732,13 +746,13 @@ void vd_cache_release(struct vd_drive *d, fuse_ino_t ino, vd_node_t node)
 	write_back(d, NULL, b, false); /* logged; retried while dirty */
 	pthread_mutex_lock(&k->lock);
 	bool last = --b->pins == 0;
-	b->refs--;
+	bool alone = --b->refs == 0; /* no open on its way holds it */
 	if (last)
 		b->writers = false;
 	pthread_mutex_unlock(&k->lock);
 	/* Closed bodies cost no descriptor; a dirty one stays open so the
 	 * flusher retries it. */
-	if (last && !body_dirty(d, b, &st))
+	if (last && alone && !body_dirty(d, b, &st))
 		body_close(d, b);
 	pthread_mutex_unlock(&b->lock);
 	if (last) {
