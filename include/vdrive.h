@@ -372,10 +372,10 @@ int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
  *   vd_drive_allow(d, 0): for a drive a privileged container mounts),
  *   cache=yes|no|DIR (VD_OPS_CACHE sources: the body cache, on by default
  *   where the kernel allows passthrough; DIR, an absolute path, is its
- *   folder, default /var/cache/vdrive/NAME for root, else
- *   $XDG_CACHE_HOME/vdrive/NAME), cache_size=BYTES (K/M/G/T suffixes; the
- *   limit, default a quarter of the folder's file system, at most 8G),
- *   cache_fill_max=BYTES (larger files are not cached; default 1G).
+ *   folder, default $VDRIVE_CACHE_DIR/NAME, or /var/cache/vdrive/NAME
+ *   for root, else $XDG_CACHE_HOME/vdrive/NAME), cache_size=BYTES (with
+ *   K/M/G/T; the limit, default a quarter of the folder's file system, at
+ *   most 8G), cache_fill_max=BYTES (larger files are not cached; 1G).
  * Returns -EINVAL, with a message from vd_drive_error(), on a bad option.
  * Only before mounting.
  */

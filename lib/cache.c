@@ -1073,20 +1073,24 @@ static int mkdirs(const char *path)
 }
 
 /*
- * The default folder: per user (XDG cache, or /var/cache for root), one
- * subfolder per drive named after its fsname (the source's spec).
+ * The default folder: $VDRIVE_CACHE_DIR, else per user (XDG cache, or
+ * /var/cache for root); one subfolder per drive named after its fsname
+ * (the source's spec).
  */
 static char *default_dir(struct vd_drive *d)
 {
 	const char *fs = d->fsname ? d->fsname : "vdrive";
 	const char *xdg = getenv("XDG_CACHE_HOME");
 	const char *home = getenv("HOME");
+	const char *env = getenv("VDRIVE_CACHE_DIR");
 	char base[PATH_MAX - 64], *out;
 	uint64_t h = 1469598103934665603ULL;
 	char tag[24];
 	size_t i;
 
-	if (geteuid() == 0)
+	if (env && *env == '/')
+		snprintf(base, sizeof(base), "%s", env);
+	else if (geteuid() == 0)
 		snprintf(base, sizeof(base), "/var/cache/vdrive");
 	else if (xdg && *xdg == '/')
 		snprintf(base, sizeof(base), "%s/vdrive", xdg);

@@ -185,6 +185,15 @@ cmp -s "$t/a" "$M/a"
 ok $? "... and the data is intact"
 vd_umount "$M"
 
+# Without cache=: a folder of the drive's own under $VDRIVE_CACHE_DIR
+# (lib.sh points it into the test's temp folder).
+vd_mount "sqlite:$DB" "$M"
+cat "$M/a" >/dev/null
+n=$(find "$VDRIVE_CACHE_DIR" -mindepth 2 -maxdepth 2 -type f -name "$(printf '%.0s?' {1..16})" | wc -l)
+[ "$n" = 1 ] && [ "$(stat -c %a "$VDRIVE_CACHE_DIR"/sqlite_*)" = 700 ]
+ok $? "the default folder is the drive's own, under \$VDRIVE_CACHE_DIR ($n body)"
+vd_umount "$M"
+
 # A source that changes under the drive, and one whose writes fail.
 if [ -x "$CD" ]; then
 	tap_include "cache_drive" "$CD" "$VD_TMP/cd" "$t/cd-cache"
