@@ -14,6 +14,13 @@ PC=$VD_HELPERS/posix_cases
 FSX=$VD_HELPERS/fsx
 CD=$VD_HELPERS/cache_drive
 
+# Passthrough, hence the cache, needs libfuse >= 3.17 under libvdrive.
+lf=$(ldd "$VDRIVE_BUILD/libvdrive.so" | awk '/libfuse3/ {print $3}')
+lfver=$(basename "$(readlink -f "$lf")" | sed 's/^libfuse3\.so\.//')
+if [ "$(printf '%s\n' 3.17 "$lfver" | sort -V | head -n1)" != 3.17 ]; then
+	skip "cache" "libvdrive runs on libfuse $lfver: no passthrough, no body cache"
+	done_testing
+fi
 if ! vd_have_source sqlite; then
 	skip "cache" "vdrive built without sqlite:"
 	done_testing
