@@ -174,6 +174,11 @@ $(B)/tests/%: tests/unit/%.c $(B)/libvdsources.a $(B)/libvdrive.so
 	$(CC) $(CFLAGS) $(DEPFLAGS) -Isources -Itests $(LDFLAGS) $(RPATH) -o $@ $< \
 		$(B)/libvdsources.a -L$(B) -lvdrive $(SQLITE_LIBS) $(CURL_LIBS) -lpthread
 
+# The one helper that is a drive itself.
+$(B)/tests/cache_drive: tests/helpers/cache_drive.c $(B)/libvdrive.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(DEPFLAGS) $(LDFLAGS) $(RPATH) -o $@ $< -L$(B) -lvdrive -lpthread
+
 # The helpers learn which libfuse the drives they test are served with
 # (posix_cases: a skip that only an old libfuse excuses fails on 3.17+).
 FUSE_VERSION = $(shell $(FUSE_PC) --modversion fuse3 | awk -F. '{ print $$1 * 100 + $$2 }')

@@ -145,6 +145,15 @@ typedef int (*vd_fill_fn)(void *buf, const char *name, vd_node_t node,
  * drive without it lets the kernel skip a getxattr(security.capability)
  * per write (HANDLE_KILLPRIV_V2): passthrough writes bypass that check. */
 #define VD_OPS_BACKING (1u << 3)
+/* The library may keep a copy of a file's bytes in a local cache folder
+ * and serve opens from it by kernel passthrough (native-speed reads and
+ * writes, mmap): it fills the copy with read() on the first open, writes
+ * it back with write() (and setattr for the size) on fsync, close and a
+ * few seconds after the last change, and refills it after
+ * vd_drive_invalidate_node() or when the file's size or mtime changed. For
+ * a source with no real files of its own (sqlite:, mem:, remote ones).
+ * Options cache, cache_size, cache_fill_max; docs/cache.md. */
+#define VD_OPS_CACHE (1u << 4)
 
 /*
  * The callback table.
@@ -414,6 +423,12 @@ int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
  *   shareable (through vdrived: mount so that the drive can later be
  *   shared with vd_drive_share_remote(); vdrived then answers its gate,
  *   one question per caller pid and second),
+ *   cache=yes|no|DIR (VD_OPS_CACHE sources: the body cache, on by default
+ *   where the kernel allows passthrough; DIR, an absolute path, is its
+ *   folder, default $VDRIVE_CACHE_DIR/NAME, or /var/cache/vdrive/NAME
+ *   for root, else $XDG_CACHE_HOME/vdrive/NAME), cache_size=BYTES (with
+ *   K/M/G/T; the limit, default a quarter of the folder's file system, at
+ *   most 8G), cache_fill_max=BYTES (larger files are not cached; 1G),
  *   and mount(8)'s per-mount flags suid, nosuid, dev, nodev, exec, noexec,
  *   async, sync, dirsync, noatime, nodiratime, nostrictatime, symfollow,
  *   nosymfollow (on vd_drive_mount() only, the last of a pair wins; the

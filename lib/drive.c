@@ -52,6 +52,8 @@ int vd_drive_new(const struct vd_ops *ops, size_t op_size, void *data,
 	d->threads = 4;
 	d->io_uring = 2;
 	d->passthrough = true;
+	d->cache_opt = 2;
+	d->cache_fill_max = 1ULL << 30;
 	r = vd_nodes_init(&d->nodes);
 	if (r) {
 		free(d);
@@ -120,6 +122,68 @@ static int parse_uint(const char *v, unsigned long max, unsigned int *out)
 	if (errno || *end || n == 0 || n > max)
 		return -EINVAL;
 	*out = (unsigned int)n;
+	return 0;
+}
+
+/* A size in bytes, with an optional K, M, G or T suffix (powers of 1024). */
+static int parse_size(const char *v, uint64_t *out)
+{
+	char *end;
+	unsigned long long n;
+	int shift = 0;
+
+	if (!v || !*v || *v == '-')
+		return -EINVAL;
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno || end == v)
+		return -EINVAL;
+	switch (*end) {
+	case 'K':
+	case 'k':
+		shift = 10;
+		end++;
+		break;
+	case 'M':
+	case 'm':
+		shift = 20;
+		end++;
+		break;
+	case 'G':
+	case 'g':
+		shift = 30;
+		end++;
+		break;
+	case 'T':
+	case 't':
+		shift = 40;
+		end++;
+		break;
+	}
+	if (*end || (shift && n > (UINT64_MAX >> shift)))
+		return -EINVAL;
+	*out = (uint64_t)n << shift;
+	return 0;
+}
+
+static int set_string(char **dst, const char *v);
+
+/* cache=yes|no|auto|DIR: DIR (absolute) also turns it on. */
+static int parse_cache(struct vd_drive *d, const char *v)
+{
+	bool b;
+
+	if (v && *v == '/') {
+		d->cache_opt = 2;
+		return set_string(&d->cache_dir, v);
+	}
+	if (v && !strcmp(v, "auto")) {
+		d->cache_opt = 2;
+		return 0;
+	}
+	if (parse_bool(v, &b))
+		return -EINVAL;
+	d->cache_opt = b ? 2 : 0;
 	return 0;
 }
 
@@ -229,6 +293,12 @@ static int set_option(struct vd_drive *d, char *key)
 		r = parse_auto(v, &d->io_uring);
 	else if (!strcmp(key, "readdirplus"))
 		r = parse_auto(v, &d->readdirplus);
+	else if (!strcmp(key, "cache"))
+		r = parse_cache(d, v);
+	else if (!strcmp(key, "cache_size"))
+		r = parse_size(v, &d->cache_size);
+	else if (!strcmp(key, "cache_fill_max"))
+		r = parse_size(v, &d->cache_fill_max);
 	else {
 		vd_set_error(d, "unknown option '%s'", key);
 		return -EINVAL;
@@ -644,7 +714,9 @@ void vd_drive_free(struct vd_drive *d)
 		vd_drive_stop(d);
 	/* Before the session goes: a source's own threads (records: polls
 	 * for changes) may call vd_drive_invalidate_*() until destroy has
-	 * stopped them; on a stopped session those calls just fail. */
+	 * stopped them; on a stopped session those calls just fail. The cache
+	 * writes back what is still dirty while the source is there. */
+	vd_cache_free(d);
 	if (d->ops.destroy)
 		d->ops.destroy(d->data);
 	if (d->se)
@@ -661,6 +733,7 @@ void vd_drive_free(struct vd_drive *d)
 	free(d->fsname);
 	free(d->subtype);
 	free(d->mntflags);
+	free(d->cache_dir);
 	free(d);
 }
 
@@ -671,6 +744,9 @@ int vd_drive_invalidate_node(struct vd_drive *d, vd_node_t node, off_t off,
 
 	if (!d || !d->se)
 		return -EINVAL;
+	/* A cached body is refilled at the next open, even if the kernel
+	 * holds no reference now. */
+	vd_cache_stale(d, node);
 	ino = vd_nodes_ino(&d->nodes, node);
 	if (!ino)
 		return -ENOENT;

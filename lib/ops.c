@@ -19,16 +19,7 @@
 #define DRIVE(req) ((struct vd_drive *)fuse_req_userdata(req))
 #define NODE(d, ino) (vd_nodes_get(&(d)->nodes, (ino))->node)
 
-/* Run one source call, serialised when the source asked for it. */
-#define CALL(d, expr)                                                          \
-	({                                                                     \
-		if ((d)->serialize)                                            \
-			pthread_mutex_lock(&(d)->serial);                      \
-		__typeof__(expr) r_ = (expr);                                  \
-		if ((d)->serialize)                                            \
-			pthread_mutex_unlock(&(d)->serial);                    \
-		r_;                                                            \
-	})
+#define CALL(d, expr) VD_CALL(d, expr)
 
 /* Refuse callers from namespaces the drive is not allowed in, and
  * changes from namespaces it is shared with read-only (EROFS). */
@@ -137,7 +128,7 @@ static void set_backing(fuse_req_t req, struct vd_drive *d, struct vd_entry *e,
  * got the reply that named it: drop it. Through the session's descriptor,
  * not a request, since an undone reply has no request left.
  */
-static void put_backing(struct vd_drive *d, int id)
+void vd_backing_close(struct vd_drive *d, int id)
 {
 	uint32_t u = (uint32_t)id;
 
@@ -150,7 +141,10 @@ static void put_backing(struct vd_drive *d, int id)
 #define entry_backing(e) ((e)->backing_id)
 #else
 #define set_backing(req, d, e, fi, vf) ((void)(vf))
-#define put_backing(d, id) ((void)(d), (void)(id))
+void vd_backing_close(struct vd_drive *d, int id)
+{
+	(void)d, (void)id;
+}
 #define entry_backing(e) 0
 #endif
 
@@ -180,11 +174,16 @@ static fuse_ino_t reply_entry(fuse_req_t req, struct vd_drive *d,
 	e.ino = ent == &d->nodes.root ? FUSE_ROOT_ID
 				      : (fuse_ino_t)(uintptr_t)ent;
 	e.generation = 1;
+	if (d->cache)
+		vd_cache_fix_attr(d, node, st);
 	e.attr = *st;
 	e.attr_timeout = d->attr_timeout;
 	e.entry_timeout = d->entry_timeout;
 	if (fi) {
-		set_backing(req, d, ent, fi, vf);
+		if (d->cache)
+			vd_cache_open(d, req, NULL, e.ino, node, vf, fi, true);
+		else
+			set_backing(req, d, ent, fi, vf);
 		r = fuse_reply_create(req, &e, fi);
 	} else {
 		r = fuse_reply_entry(req, &e);
@@ -197,6 +196,8 @@ static void reply_attr(fuse_req_t req, struct vd_drive *d, vd_node_t node,
 {
 	if (st->st_ino == 0)
 		st->st_ino = node;
+	if (d->cache)
+		vd_cache_fix_attr(d, node, st);
 	fuse_reply_attr(req, st, d->attr_timeout);
 }
 
@@ -233,8 +234,14 @@ static void vd_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
 #endif
 #ifdef FUSE_CAP_PASSTHROUGH
+	/* The body cache serves opens by passthrough: it needs the kernel's
+	 * passthrough, which excludes the writeback cache and direct_io. */
+	if (d->cache_opt && (d->ops.flags & VD_OPS_CACHE) && d->passthrough &&
+	    !d->writeback_cache && !d->direct_io &&
+	    (conn->capable & FUSE_CAP_PASSTHROUGH))
+		vd_cache_setup(d); /* logs why not; the drive runs without */
 	if (d->passthrough && !d->writeback_cache &&
-	    (d->ops.flags & VD_OPS_BACKING) &&
+	    ((d->ops.flags & VD_OPS_BACKING) || d->cache) &&
 	    (conn->capable & FUSE_CAP_PASSTHROUGH)) {
 		conn->want |= FUSE_CAP_PASSTHROUGH;
 		d->passthrough_ok = true;
@@ -308,7 +315,9 @@ static void forget_one(struct vd_drive *d, fuse_ino_t ino, uint64_t n)
 
 	if (!vd_nodes_unref(&d->nodes, e, n))
 		return;
-	put_backing(d, backing);
+	vd_backing_close(d, backing);
+	if (d->cache)
+		vd_cache_forget(d, node);
 	if (d->ops.forget)
 		CALL(d, (d->ops.forget(d->data, node), 0));
 }
@@ -451,6 +460,8 @@ static void vd_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	    ((to_set & SETATTR_KILL) || (SETATTR_KILL && d->killpriv_v2 &&
 					 (to_set & ~FUSE_SET_ATTR_CTIME) == 0)))
 		kill_suid(d, &c, node, &st);
+	if (r == 0 && d->cache && (set & VD_SET_SIZE))
+		vd_cache_set_size(d, node, &st);
 	if (r)
 		fuse_reply_err(req, -r);
 	else
@@ -654,10 +665,15 @@ static void vd_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (KILL(fi) && (fi->flags & O_TRUNC))
 		kill_suid(d, &c, NODE(d, ino), NULL);
 	to_fi(fi, &vf);
-	set_backing(req, d, vd_nodes_get(&d->nodes, ino), fi, &vf);
+	if (d->cache)
+		vd_cache_open(d, req, &c, ino, NODE(d, ino), &vf, fi, false);
+	else
+		set_backing(req, d, vd_nodes_get(&d->nodes, ino), fi, &vf);
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		/* Interrupted opener: nobody will release this open. */
 		c.req_ = NULL; /* the request is gone with the reply */
+		if (d->cache)
+			vd_cache_release(d, ino, NODE(d, ino));
 		if (d->ops.release)
 			CALL(d, d->ops.release(&c, NODE(d, ino), &vf));
 	}
@@ -712,6 +728,8 @@ static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (undo) {
 		/* Nobody will release the open the source made. */
 		c.req_ = NULL;
+		if (d->cache)
+			vd_cache_release(d, undo, node);
 		if (d->ops.release)
 			CALL(d, d->ops.release(&c, node, &vf));
 		undo_entry(d, undo);
@@ -794,8 +812,17 @@ static void vd_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	mkctx(&c, req);
 	from_fi(&vf, fi);
-	if (d->ops.flush)
+	if (d->cache) {
+		/* close(2) reports a failed write-back of a cached body; and
+		 * never ENOSYS, which would stop flushes for every file. */
+		r = vd_cache_has_pt(d, ino)
+			    ? vd_cache_sync(d, &c, NODE(d, ino), false)
+			    : 0;
+		if (r == 0 && d->ops.flush)
+			r = CALL(d, d->ops.flush(&c, NODE(d, ino), &vf));
+	} else if (d->ops.flush) {
 		r = CALL(d, d->ops.flush(&c, NODE(d, ino), &vf));
+	}
 	fuse_reply_err(req, -r);
 }
 
@@ -808,6 +835,8 @@ static void vd_release(fuse_req_t req, fuse_ino_t ino,
 
 	mkctx(&c, req);
 	from_fi(&vf, fi);
+	if (d->cache)
+		vd_cache_release(d, ino, NODE(d, ino));
 	if (d->ops.release)
 		CALL(d, d->ops.release(&c, NODE(d, ino), &vf));
 	fuse_reply_err(req, 0);
@@ -823,7 +852,10 @@ static void vd_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 
 	mkctx(&c, req);
 	from_fi(&vf, fi);
-	if (d->ops.fsync)
+	/* A cached body's bytes reach the source first, then its fsync. */
+	if (d->cache)
+		r = vd_cache_sync(d, &c, NODE(d, ino), false);
+	if (r == 0 && d->ops.fsync)
 		r = CALL(d, d->ops.fsync(&c, NODE(d, ino), datasync, &vf));
 	fuse_reply_err(req, -r);
 }
@@ -891,6 +923,8 @@ static int fill(void *arg, const char *name, vd_node_t node,
 
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
+	if (b->d->cache && node)
+		vd_cache_fix_attr(b->d, node, &s);
 	e.attr = s;
 	need = fuse_add_direntry_plus(b->req, NULL, 0, name, &e, next);
 	if (need > room)
@@ -1124,7 +1158,11 @@ static void vd_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 
 	mkctx(&c, req);
 	from_fi(&vf, fi);
-	if (d->ops.fallocate)
+	/* In passthrough the body is the file: the write-back carries it. */
+	if (d->cache && vd_cache_has_pt(d, ino))
+		r = (int)vd_cache_fileop(d, NODE(d, ino), VD_CACHE_FALLOCATE,
+					 mode, offset, length);
+	else if (d->ops.fallocate)
 		r = CALL(d, d->ops.fallocate(&c, NODE(d, ino), &vf, mode,
 					     offset, length));
 	fuse_reply_err(req, -r);
@@ -1142,6 +1180,13 @@ static void vd_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 
 	if (!d->ops.copy_file_range) {
 		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	/* The source's copy would miss a body's bytes: the kernel copies
+	 * through read and write instead (only this time: not ENOSYS). */
+	if (d->cache &&
+	    (vd_cache_has_pt(d, ino_in) || vd_cache_has_pt(d, ino_out))) {
+		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
 	mkctx(&c, req);
@@ -1170,7 +1215,11 @@ static void vd_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 	}
 	mkctx(&c, req);
 	from_fi(&vf, fi);
-	r = CALL(d, d->ops.lseek(&c, NODE(d, ino), &vf, off, whence));
+	if (d->cache && vd_cache_has_pt(d, ino))
+		r = vd_cache_fileop(d, NODE(d, ino), VD_CACHE_LSEEK, whence,
+				    off, 0);
+	else
+		r = CALL(d, d->ops.lseek(&c, NODE(d, ino), &vf, off, whence));
 	if (r < 0)
 		fuse_reply_err(req, (int)-r);
 	else

@@ -24,6 +24,13 @@ struct vd_entry {
 	/* Kernel passthrough: the backing id all opens of this inode share
 	 * (0: none yet). Under the node table's lock. */
 	int backing_id;
+	/* The cache (cache.c): opens of this inode now (io_opens), all in
+	 * one mode (io_mode: passthrough or FUSE-cached, as the kernel
+	 * refuses a mix); had_pt: some open was served by passthrough, so
+	 * FUSE-cached pages may be stale. Under the node table's lock. */
+	unsigned int io_opens;
+	unsigned char io_mode;
+	bool had_pt;
 #endif
 };
 
@@ -60,6 +67,9 @@ struct vd_drive {
 	double entry_timeout, attr_timeout, negative_timeout;
 	bool ro, allow_other, default_permissions, kernel_cache, direct_io;
 	bool writeback_cache, passthrough;
+	int cache_opt; /* cache=: 0 no, 1 yes, 2 auto (VD_OPS_CACHE) */
+	char *cache_dir;
+	uint64_t cache_size, cache_fill_max;
 	int readdirplus; /* 0 no, 1 yes, 2 auto */
 	unsigned int max_io;
 	unsigned int threads;
@@ -69,7 +79,8 @@ struct vd_drive {
 	/* state */
 	bool mounted;
 	bool passthrough_ok;
-	bool killpriv_v2; /* HANDLE_KILLPRIV_V2 agreed with the kernel */
+	bool killpriv_v2;	/* HANDLE_KILLPRIV_V2 agreed with the kernel */
+	struct vd_cache *cache; /* cache.c; NULL: no cache on this drive */
 	pthread_t thread;
 	bool thread_started;
 	pthread_mutex_t state_lock;
@@ -125,6 +136,17 @@ struct vd_drive {
 	pthread_t watch_thread;
 };
 
+/* Run one source call, serialised when the source asked for it. */
+#define VD_CALL(d, expr)                                                       \
+	({                                                                     \
+		if ((d)->serialize)                                            \
+			pthread_mutex_lock(&(d)->serial);                      \
+		__typeof__(expr) r_ = (expr);                                  \
+		if ((d)->serialize)                                            \
+			pthread_mutex_unlock(&(d)->serial);                    \
+		r_;                                                            \
+	})
+
 /* nodes.c */
 int vd_nodes_init(struct vd_nodes *t);
 void vd_nodes_fini(struct vd_nodes *t);
@@ -177,6 +199,26 @@ int vd_daemon_gate(struct vd_drive *d, pid_t pid, pid_t *local);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops vd_fuse_ops;
+void vd_backing_close(struct vd_drive *d, int id);
+
+/* cache.c: bodies of files in a local folder, served by passthrough. */
+int vd_cache_setup(struct vd_drive *d);
+void vd_cache_free(struct vd_drive *d);
+void vd_cache_open(struct vd_drive *d, fuse_req_t req, const struct vd_ctx *c,
+		   fuse_ino_t ino, vd_node_t node, const struct vd_file *vf,
+		   struct fuse_file_info *fi, bool create);
+void vd_cache_release(struct vd_drive *d, fuse_ino_t ino, vd_node_t node);
+int vd_cache_sync(struct vd_drive *d, const struct vd_ctx *c, vd_node_t node,
+		  bool sync);
+bool vd_cache_has_pt(struct vd_drive *d, fuse_ino_t ino);
+void vd_cache_set_size(struct vd_drive *d, vd_node_t node,
+		       const struct stat *src);
+enum { VD_CACHE_FALLOCATE, VD_CACHE_LSEEK };
+int64_t vd_cache_fileop(struct vd_drive *d, vd_node_t node, int op, int mode,
+			off_t off, off_t len);
+void vd_cache_stale(struct vd_drive *d, vd_node_t node);
+void vd_cache_fix_attr(struct vd_drive *d, vd_node_t node, struct stat *st);
+void vd_cache_forget(struct vd_drive *d, vd_node_t node);
 
 /* log.c: the message vd_drive_error() returns; the calls that may set
  * it clear it first, so it is never left over from an earlier failure */

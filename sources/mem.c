@@ -1865,7 +1865,8 @@ static void mem_destroy(void *data)
 
 /* Every callback but flush: without it the kernel skips FLUSH on close. */
 static const struct vd_ops mem_ops = {
-	.flags = VD_OPS_THREAD_SAFE | VD_OPS_EXCLUSIVE | VD_OPS_QUICK,
+	.flags = VD_OPS_THREAD_SAFE | VD_OPS_EXCLUSIVE | VD_OPS_QUICK |
+		 VD_OPS_CACHE,
 	.destroy = mem_destroy,
 	.lookup = mem_lookup,
 	.forget = mem_forget,

@@ -6,6 +6,7 @@ VDRIVE_BUILD=${VDRIVE_BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
 V="$VDRIVE_BUILD/vdrive"
 T=$(mktemp -d /tmp/vdrive-test-cli.XXXXXX)
 export VDRIVE_RUNDIR="$T/run"
+export VDRIVE_CACHE_DIR="$T/cache" # body caches (docs/cache.md) stay in $T
 mkdir -p "$T/m1" "$T/m2" "$T/src"
 n=0 fails=0
 

@@ -164,11 +164,13 @@ tap_include() {
 }
 
 # vd_init NAME: make the temp folder (world-searchable, so other uids can
-# reach mounts under it), a private VDRIVE_RUNDIR, and the cleanup trap.
+# reach mounts under it), a private VDRIVE_RUNDIR and body cache folder
+# (VDRIVE_CACHE_DIR, docs/cache.md), and the cleanup trap.
 vd_init() {
 	VD_TMP=$(mktemp -d "/tmp/vdrive-test-$1.XXXXXX") || exit 1
 	chmod 755 "$VD_TMP"
 	export VDRIVE_RUNDIR="$VD_TMP/run"
+	export VDRIVE_CACHE_DIR="$VD_TMP/cache"
 	trap _vd_exit EXIT
 	trap 'exit 130' INT TERM
 }

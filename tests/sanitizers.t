@@ -55,7 +55,7 @@ pass() {
 pass "libfuse 3.14" "${SAN_BUILD%-san}" "" unit.t cli.t posix.t fsx.t
 if [ -f "$PRIVATE/lib/pkgconfig/fuse3.pc" ]; then
 	pass "private libfuse" "${SAN_BUILD%-san}-private" "$PRIVATE" \
-		posix.t uring.t fsx.t share.t share-daemon.t webdav.t
+		posix.t uring.t fsx.t share.t share-daemon.t webdav.t cache.t
 else
 	echo "ok $((++n)) # SKIP no private libfuse in $PRIVATE"
 fi

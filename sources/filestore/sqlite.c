@@ -600,7 +600,8 @@ static const struct fs_backend sq_backend = {
 static const struct vd_ops sq_ops = {
 	/* QUICK: every callback runs under s->lock, so one thread per CPU
 	 * (io_uring) loses no concurrency, and saves a wakeup per request. */
-	.flags = VD_OPS_THREAD_SAFE | VD_OPS_EXCLUSIVE | VD_OPS_QUICK,
+	.flags = VD_OPS_THREAD_SAFE | VD_OPS_EXCLUSIVE | VD_OPS_QUICK |
+		 VD_OPS_CACHE,
 	FS_OPS_CALLBACKS,
 };
 
