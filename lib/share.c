@@ -132,6 +132,12 @@ int vd_drive_attach(struct vd_drive *d, const char *path, int mntns_fd,
 		own = vd_ns_ino_of("/proc/self/ns/mnt");
 	else
 		own = fstat(d->ns_fd, &nst) == 0 ? (uint64_t)nst.st_ino : 0;
+	if ((uint64_t)st.st_ino == own &&
+	    !strcmp(path, d->ns_mounted ? d->ns_path : d->mountpoint)) {
+		vd_set_error(d, "the drive already lives at %s there", path);
+		r = -EEXIST;
+		goto out;
+	}
 	pthread_mutex_lock(&d->share_lock);
 	for (p = d->attached; p; p = p->next, n++) {
 		if (p->ino != (uint64_t)st.st_ino)
