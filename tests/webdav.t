@@ -238,6 +238,7 @@ declare -A NOCASE=(
 	[fallocate]="no fallocate over HTTP (EOPNOTSUPP)"
 	[punch_hole]="no fallocate over HTTP (EOPNOTSUPP)"
 	[sparse]="a 5 GiB sparse file would be uploaded whole: HTTP PUT has no holes"
+	[tmpfile]="WebDAV has no unnamed files: O_TMPFILE gives EOPNOTSUPP by design"
 )
 PC=$VD_HELPERS/posix_cases
 only=
