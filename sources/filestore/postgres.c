@@ -843,7 +843,7 @@ static const struct vd_ops pg_ops = {
 	/* Not EXCLUSIVE: other mounts change the store (1 s cache timeouts,
 	 * invalidated sooner by their notices). Not QUICK: callbacks wait
 	 * on the network. */
-	.flags = VD_OPS_THREAD_SAFE,
+	.flags = VD_OPS_THREAD_SAFE | VD_OPS_CACHE,
 	FS_OPS_CALLBACKS,
 };
 
