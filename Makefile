@@ -122,7 +122,7 @@ $(B)/man/vdrive.h.3: include/vdrive.h scripts/mkman.pl
 	@mkdir -p $(dir $@)
 	perl scripts/mkman.pl header include/vdrive.h > $@.tmp && mv $@.tmp $@
 
-$(B)/lib/%.o: lib/%.c $(LIBFUSE_STAMP)
+$(B)/lib/%.o: lib/%.c lib/vdrive_i.h include/vdrive.h $(LIBFUSE_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) $(FUSE_CFLAGS) -c $< -o $@
 
